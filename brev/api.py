@@ -1,0 +1,194 @@
+"""Request and response bodies of the REST API, shared by the server and `brev.client`.
+
+Field names here are the API's contract and the shape of every `--json` output: rename nothing
+without a new API version.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+API_PREFIX = "/api/v1"
+
+# Names appear in URLs, SSH host aliases and cloud tags, so they stay DNS-label shaped.
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+NAME_RULE = (
+    "lowercase letters, digits and '-', 1 to 63 characters, "
+    "starting and ending with a letter or digit"
+)
+
+
+def check_name(value: str) -> str:
+    if not re.fullmatch(NAME_PATTERN, value):
+        raise PydanticCustomError(
+            "name", "invalid name {value}: use {rule}", {"value": repr(value), "rule": NAME_RULE}
+        )
+    return value
+
+
+Name = Annotated[
+    str,
+    AfterValidator(check_name),
+    Field(description=NAME_RULE, json_schema_extra={"pattern": NAME_PATTERN}),
+]
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+class InstanceStatus(StrEnum):
+    PENDING = "pending"
+    PROVISIONING = "provisioning"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    DELETING = "deleting"
+    DELETED = "deleted"
+    FAILED = "failed"
+
+
+class Health(StrEnum):
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ErrorDetail(_Model):
+    code: str
+    message: str
+    fields: list[FieldError] = Field(default_factory=list)
+
+
+class FieldError(_Model):
+    field: str
+    reason: str
+
+
+class ErrorBody(_Model):
+    """Every 4xx and 5xx response carries this body."""
+
+    error: ErrorDetail
+
+
+class ServerHealth(_Model):
+    status: str
+    version: str
+    database: str
+
+
+class User(_Model):
+    id: str
+    email: str
+    name: str
+    created_at: datetime
+
+
+class Membership(_Model):
+    org: str
+    role: Role
+
+
+class Whoami(_Model):
+    user: User
+    memberships: list[Membership]
+    token_name: str
+    token_org: str | None = Field(description="the only org this token may act in; null: any")
+    default_org: str | None
+
+
+class Org(_Model):
+    id: str
+    name: str
+    created_at: datetime
+    role: Role = Field(description="the caller's role in this org")
+
+
+class OrgCreate(_Model):
+    name: Name
+
+
+class Member(_Model):
+    email: str
+    name: str
+    role: Role
+    joined_at: datetime
+
+
+class MemberAdd(_Model):
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)]
+    name: Annotated[str, Field(max_length=100)] = ""
+    role: Role = Role.MEMBER
+
+
+class MemberAdded(_Model):
+    member: Member
+    login_token: str | None = Field(
+        description="a token for a user created by this call; shown once, never again"
+    )
+
+
+class Token(_Model):
+    id: str
+    name: str
+    prefix: str = Field(description="the first characters of the token, to recognise it")
+    org: str | None
+    owner: str = Field(description="email of the user the token acts as")
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreate(_Model):
+    name: Name
+    expires_in_seconds: Annotated[int, Field(gt=0, le=10 * 365 * 24 * 3600)] | None = None
+
+
+class TokenCreated(_Model):
+    token: Token
+    secret: str = Field(description="the token itself; shown once, never again")
+
+
+class Instance(_Model):
+    id: str
+    name: str
+    org: str
+    status: InstanceStatus
+    health: Health
+    status_reason: str | None
+    gpu_spec: str | None = Field(description="what was asked for, e.g. 'A100:8'; null: CPU only")
+    gpu_model: str | None
+    gpu_count: int
+    provider: str | None
+    region: str | None
+    instance_type: str | None
+    price_per_hour: float | None
+    created_by: str = Field(description="email of the user who created it")
+    created_at: datetime
+    updated_at: datetime
+
+
+class Event(_Model):
+    id: int
+    created_at: datetime
+    actor: str | None = Field(description="email of the user, or null for the control plane")
+    action: str
+    object_type: str
+    object_name: str | None
+    details: dict[str, object]
+
+
+ErrorDetail.model_rebuild()

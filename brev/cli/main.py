@@ -1,0 +1,84 @@
+"""The `brev` console script: builds the command tree and turns errors into one-line messages."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from brev import __version__
+from brev.cli import account, instances, orgs, server, tokens
+from brev.errors import BrevError
+
+# The order NVIDIA Brev's CLI uses: what you run, how you get in, who you share with, setup.
+PANEL_ORDER = ["Instances", "Access", "Organization", "Configuration", "Control plane"]
+
+
+class _PanelOrderedGroup(TyperGroup):
+    """Lists commands panel by panel, so help shows the panels in PANEL_ORDER (typer alone
+    puts panels of sub-groups such as `org` after those of plain commands)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        def panel_rank(name: str) -> int:
+            panel = getattr(self.commands[name], "rich_help_panel", None)
+            return PANEL_ORDER.index(panel) if panel in PANEL_ORDER else len(PANEL_ORDER)
+
+        return sorted(super().list_commands(ctx), key=panel_rank)
+
+
+app = typer.Typer(
+    name="brev",
+    cls=_PanelOrderedGroup,
+    help="One place where a team gets GPUs: cloud instances and your own machines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+instances.register(app)
+app.add_typer(orgs.app, name="org", rich_help_panel="Organization")
+app.add_typer(tokens.app, name="token", rich_help_panel="Organization")
+account.register(app)
+
+
+@app.command(rich_help_panel=account.PANEL)
+def version(
+    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Print the version of this CLI."""
+    if json_output:
+        from brev.cli.output import print_json
+
+        print_json({"version": __version__})
+    else:
+        typer.echo(f"brev {__version__}")
+
+
+server.register(app)
+
+
+def main() -> None:
+    try:
+        app()
+    except BrevError as exc:
+        sys.stderr.write(f"error: {_explain(exc)}\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+
+
+def _explain(exc: BrevError) -> str:
+    """The error's message, plus the next step when the error says what it is."""
+    from brev import client
+
+    if isinstance(exc, client.Unauthenticated):
+        return f"{exc.message}: run `brev login --url URL --token TOKEN` with a valid token"
+    if isinstance(exc, client.ServerUnreachable):
+        return f"{exc.message}; is `brev server` running there?"
+    if isinstance(exc, client.InvalidRequest):
+        return f"invalid request: {exc.message}"
+    return exc.message

@@ -1,0 +1,78 @@
+"""brev org ls | create | use | members | invite."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from brev.cli.login_state import connect, current_login, use_org
+from brev.cli.output import age, note, print_json, print_table
+from brev.errors import BrevError
+
+app = typer.Typer(help="Orgs: who shares instances, nodes and tokens.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+@app.command("ls")
+def list_orgs(json_output: JsonOption = False) -> None:
+    """List your orgs; `*` marks the one in use."""
+    current = current_login().org
+    with connect() as client:
+        orgs = client.orgs()
+    if json_output:
+        print_json(orgs)
+        return
+    rows = [
+        ["*" if o.name == current else "", o.name, o.role.value, age(o.created_at)] for o in orgs
+    ]
+    print_table(["", "name", "role", "age"], rows)
+
+
+@app.command("create")
+def create_org(name: Annotated[str, typer.Argument(help="org name")]) -> None:
+    """Create an org; you become its admin."""
+    with connect() as client:
+        org = client.create_org(name)
+    note(f"Created org '{org.name}'. Switch to it with `brev org use {org.name}`.")
+
+
+@app.command("use")
+def use(name: Annotated[str, typer.Argument(help="org name")]) -> None:
+    """Make NAME the org that later commands act in."""
+    with connect() as client:
+        names = [o.name for o in client.orgs()]
+    if name not in names:
+        raise BrevError(f"org '{name}' not found; yours: {', '.join(names) or 'none'}")
+    use_org(name)
+    note(f"Now using org '{name}'.")
+
+
+@app.command("members")
+def members(json_output: JsonOption = False) -> None:
+    """List the members of the current org."""
+    with connect() as client:
+        people = client.members()
+    if json_output:
+        print_json(people)
+        return
+    print_table(
+        ["email", "name", "role", "joined"],
+        [[m.email, m.name, m.role.value, age(m.joined_at)] for m in people],
+    )
+
+
+@app.command("invite")
+def invite(
+    email: Annotated[str, typer.Argument(help="the person's email")],
+    role: Annotated[str, typer.Option(help="admin or member")] = "member",
+    name: Annotated[str, typer.Option(help="display name")] = "",
+) -> None:
+    """Add a person to the current org; a new user gets a login token, printed once."""
+    with connect() as client:
+        added = client.add_member(email, role=role, name=name)
+    note(f"Added {added.member.email} to org as {added.member.role.value}.")
+    if added.login_token:
+        note("Their login token, shown once; hand it over privately:")
+        typer.echo(added.login_token)

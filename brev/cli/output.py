@@ -1,0 +1,62 @@
+"""How commands print: rich tables on a terminal, plain columns in a pipe, JSON on request.
+
+Data goes to stdout; messages for the person (hints, confirmations) go to stderr, so
+`brev ls | awk ...` and `TOKEN=$(brev token create ...)` see only data.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from brev.duration import format_duration
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+
+def print_json(data: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
+    if isinstance(data, dict):
+        payload: Any = data
+    elif isinstance(data, Sequence):
+        payload = [item.model_dump(mode="json") for item in data]
+    else:
+        payload = data.model_dump(mode="json")
+    sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    if sys.stdout.isatty():
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold")
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+        return
+    # Plain, aligned columns with an upper-case header: what `docker ps` and `kubectl get` print.
+    header = [c.upper() for c in columns]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    for line in (header, *rows):
+        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
+        sys.stdout.write("  ".join(cells).rstrip() + "\n")
+
+
+def note(message: str) -> None:
+    """A message for the person, not for a pipe."""
+    sys.stderr.write(message + "\n")
+
+
+def age(moment: datetime) -> str:
+    return format_duration((datetime.now(UTC) - moment).total_seconds())
+
+
+def when(moment: datetime | None, never: str = "never") -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else never

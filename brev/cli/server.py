@@ -1,0 +1,31 @@
+"""brev server: run the control plane."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+PANEL = "Control plane"
+
+
+def server(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 8080,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="SQLAlchemy URL; default: $BREV_DATABASE_URL, else SQLite in $BREV_HOME/brev.db",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run the control plane: the API and the dashboard (migrates the database first)."""
+    from brev.server.main import serve
+    from brev.server.settings import ServerSettings
+
+    serve(ServerSettings.load(host=host, port=port, database_url=database_url))
+
+
+def register(app: typer.Typer) -> None:
+    app.command(rich_help_panel=PANEL)(server)

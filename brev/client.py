@@ -1,0 +1,249 @@
+"""Typed Python client of the brev REST API, shared by the CLI, the tests and users' scripts.
+
+    from brev.client import BrevClient
+    with BrevClient("http://127.0.0.1:8080", token, org="default") as brev:
+        for instance in brev.instances():
+            print(instance.name, instance.status)
+
+Every failure is a `brev.errors.BrevError` with a message fit to show a person.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from brev import api
+from brev.errors import BrevError
+
+# httpx imports its own command-line tool (click, rich, pygments) from its __init__ when those
+# are installed; blocking that submodule halves the import time of every brev command. httpx
+# falls back to a stub `httpx.main` on ImportError, which nothing here uses.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+import httpx  # noqa: E402
+
+__all__ = [
+    "ApiError",
+    "BrevClient",
+    "BrevError",
+    "Conflict",
+    "Forbidden",
+    "InvalidRequest",
+    "NoOrgSelected",
+    "NotFound",
+    "ServerError",
+    "ServerUnreachable",
+    "Unauthenticated",
+]
+
+Model = TypeVar("Model", bound=BaseModel)
+T = TypeVar("T")
+
+
+class ServerUnreachable(BrevError):
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach the brev control plane at {url} ({reason})")
+        self.url = url
+
+
+class NoOrgSelected(BrevError):
+    pass
+
+
+class ApiError(BrevError):
+    """The server answered with an error status."""
+
+    def __init__(self, status: int, detail: api.ErrorDetail) -> None:
+        super().__init__(detail.message)
+        self.status = status
+        self.code = detail.code
+        self.fields = detail.fields
+
+
+class Unauthenticated(ApiError):
+    pass
+
+
+class Forbidden(ApiError):
+    pass
+
+
+class NotFound(ApiError):
+    pass
+
+
+class Conflict(ApiError):
+    pass
+
+
+class InvalidRequest(ApiError):
+    pass
+
+
+class ServerError(ApiError):
+    pass
+
+
+_ERRORS_BY_STATUS: dict[int, type[ApiError]] = {
+    401: Unauthenticated,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: InvalidRequest,
+    400: InvalidRequest,
+}
+
+
+class BrevClient:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        org: str | None = None,
+        timeout: float = 30.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.org = org
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if http is None:
+            http = httpx.Client(base_url=self.url, timeout=timeout)
+        http.headers.update(headers)
+        self._http = http
+
+    def __enter__(self) -> BrevClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, json: Any = None, **params: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, json=json, params=params or None)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(self.url, _transport_reason(exc)) from None
+        if response.status_code >= 400:
+            raise _api_error(response)
+        return response
+
+    @overload
+    def _get(self, model: type[Model], path: str, **params: Any) -> Model: ...
+    @overload
+    def _get(self, model: TypeAdapter[T], path: str, **params: Any) -> T: ...
+    def _get(self, model: type[Model] | TypeAdapter[T], path: str, **params: Any) -> Model | T:
+        return _parse(model, self._request("GET", path, **params))
+
+    def _org_path(self, org: str | None, suffix: str = "") -> str:
+        org = org or self.org
+        if not org:
+            raise NoOrgSelected("no org selected: run `brev org use NAME` or set BREV_ORG")
+        return f"{api.API_PREFIX}/orgs/{org}{suffix}"
+
+    # -- the API ----------------------------------------------------------------------------
+
+    def health(self) -> api.ServerHealth:
+        return self._get(api.ServerHealth, "/healthz")
+
+    def whoami(self) -> api.Whoami:
+        return self._get(api.Whoami, f"{api.API_PREFIX}/whoami")
+
+    def orgs(self) -> list[api.Org]:
+        return self._get(_ORGS, f"{api.API_PREFIX}/orgs")
+
+    def create_org(self, name: str) -> api.Org:
+        response = self._request("POST", f"{api.API_PREFIX}/orgs", json={"name": name})
+        return _parse(api.Org, response)
+
+    def members(self, org: str | None = None) -> list[api.Member]:
+        return self._get(_MEMBERS, self._org_path(org, "/members"))
+
+    def add_member(
+        self,
+        email: str,
+        role: api.Role | str = api.Role.MEMBER,
+        name: str = "",
+        org: str | None = None,
+    ) -> api.MemberAdded:
+        body = {"email": email, "role": role, "name": name}
+        return _parse(api.MemberAdded, self._request("POST", self._org_path(org, "/members"), body))
+
+    def tokens(self, org: str | None = None) -> list[api.Token]:
+        return self._get(_TOKENS, self._org_path(org, "/tokens"))
+
+    def create_token(
+        self, name: str, expires_in_seconds: int | None = None, org: str | None = None
+    ) -> api.TokenCreated:
+        body = {"name": name, "expires_in_seconds": expires_in_seconds}
+        response = self._request("POST", self._org_path(org, "/tokens"), body)
+        return _parse(api.TokenCreated, response)
+
+    def revoke_token(self, name: str, org: str | None = None) -> api.Token:
+        response = self._request("DELETE", self._org_path(org, f"/tokens/{name}"))
+        return _parse(api.Token, response)
+
+    def instances(self, org: str | None = None) -> list[api.Instance]:
+        return self._get(_INSTANCES, self._org_path(org, "/instances"))
+
+    def instance(self, name: str, org: str | None = None) -> api.Instance:
+        return self._get(api.Instance, self._org_path(org, f"/instances/{name}"))
+
+    def events(self, limit: int = 100, org: str | None = None) -> list[api.Event]:
+        return self._get(_EVENTS, self._org_path(org, "/events"), limit=limit)
+
+
+_ORGS = TypeAdapter(list[api.Org])
+_MEMBERS = TypeAdapter(list[api.Member])
+_TOKENS = TypeAdapter(list[api.Token])
+_INSTANCES = TypeAdapter(list[api.Instance])
+_EVENTS = TypeAdapter(list[api.Event])
+
+
+@overload
+def _parse(model: type[Model], response: httpx.Response) -> Model: ...
+@overload
+def _parse(model: TypeAdapter[T], response: httpx.Response) -> T: ...
+def _parse(model: type[Model] | TypeAdapter[T], response: httpx.Response) -> Model | T:
+    try:
+        if isinstance(model, TypeAdapter):
+            return model.validate_json(response.content)
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise BrevError(
+            f"unexpected answer from {response.request.url}: {exc.error_count()} field(s) "
+            f"do not match this client (version skew between CLI and server?)"
+        ) from None
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    try:
+        detail = api.ErrorBody.model_validate_json(response.content).error
+    except ValidationError:
+        text = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
+        detail = api.ErrorDetail(
+            code="http_error", message=f"HTTP {response.status_code} {text}".strip()
+        )
+    if response.status_code >= 500:
+        return ServerError(response.status_code, detail)
+    kind = _ERRORS_BY_STATUS.get(response.status_code, ApiError)
+    return kind(response.status_code, detail)
+
+
+def _transport_reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        text = str(exc).lower()
+        if "refused" in text:
+            return "connection refused"
+        if "name or service" in text or "nodename" in text or "resolution" in text:
+            return "unknown host"
+        return "cannot connect"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return type(exc).__name__

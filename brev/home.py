@@ -1,0 +1,29 @@
+"""Where brev keeps its state on this machine: `$BREV_HOME`, else `~/.brev`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def brev_home() -> Path:
+    configured = os.environ.get("BREV_HOME")
+    return Path(configured).expanduser() if configured else Path.home() / ".brev"
+
+
+def write_private_file(path: Path, content: str) -> None:
+    """Write `content` readable by the owner only, replacing `path` atomically.
+
+    The file is created 0600 before any byte is written, so a secret is never readable by
+    others, not even for a moment.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(content)
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

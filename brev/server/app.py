@@ -1,0 +1,97 @@
+"""The control plane's FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+from importlib.resources import files
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException
+
+from brev import __version__, api
+from brev.server.db.engine import make_engine, make_sessionmaker
+from brev.server.errors import ServiceError
+from brev.server.metrics import Metrics, MetricsMiddleware
+from brev.server.routers import events, instances, meta, orgs, tokens
+from brev.server.settings import ServerSettings
+
+log = logging.getLogger("brev.server")
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    engine = make_engine(settings.database_url)
+    app = FastAPI(
+        title="brev control plane",
+        version=__version__,
+        description="One place where a team gets GPUs. "
+        "Authenticate with 'Authorization: Bearer <token>'.",
+        responses={
+            401: {
+                "model": api.ErrorBody,
+                "description": "missing, invalid, expired or revoked token",
+            },
+            404: {"model": api.ErrorBody, "description": "not found, or not visible to the caller"},
+            422: {"model": api.ErrorBody, "description": "invalid request body or parameters"},
+        },
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = make_sessionmaker(engine)
+    app.state.metrics = Metrics(app.state.sessions)
+
+    app.include_router(meta.router)
+    for router in (orgs.router, tokens.router, instances.router, events.router):
+        app.include_router(router, prefix=api.API_PREFIX)
+    _add_error_handlers(app)
+    _add_dashboard(app)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    return app
+
+
+def _error(
+    status: int, code: str, message: str, fields: list[api.FieldError] | None = None
+) -> JSONResponse:
+    body = api.ErrorBody(error=api.ErrorDetail(code=code, message=message, fields=fields or []))
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+def _field_name(location: tuple[int | str, ...]) -> str:
+    # ("body", "name") -> "name"; ("query", "limit") -> "limit"; nested -> "a.b.0"
+    parts = [str(p) for p in location[1:]] or [str(p) for p in location]
+    return ".".join(parts)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return _error(exc.status_code, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [
+            api.FieldError(field=_field_name(tuple(e["loc"])), reason=e["msg"])
+            for e in exc.errors()
+        ]
+        message = "; ".join(f"{f.field}: {f.reason}" for f in fields)
+        return _error(422, "validation_error", message, fields)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return _error(500, "internal_error", "internal error; the server log has the details")
+
+
+def _add_dashboard(app: FastAPI) -> None:
+    page = files("brev.server.web").joinpath("dashboard.html").read_text()
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard() -> HTMLResponse:
+        return HTMLResponse(page)

@@ -1,0 +1,48 @@
+"""FastAPI dependencies: a transaction per request, the caller, the caller's org."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from sqlalchemy.orm import Session
+
+from brev.server.auth import Principal, authenticate
+from brev.server.errors import Forbidden
+from brev.server.services.scope import OrgContext, org_context
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessions() as session, session.begin():
+        yield session
+
+
+DbSession = Annotated[Session, Depends(get_session)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def get_principal(request: Request, session: DbSession) -> Principal:
+    principal = authenticate(session, _bearer(request))
+    if principal.token_kind != "user":  # noqa: S105
+        raise Forbidden("an agent token can only report for its own instance or node")
+    return principal
+
+
+Caller = Annotated[Principal, Depends(get_principal)]
+
+
+def get_org_context(
+    session: DbSession,
+    principal: Caller,
+    org: Annotated[str, Path(description="org name")],
+) -> OrgContext:
+    return org_context(session, principal, org)
+
+
+InOrg = Annotated[OrgContext, Depends(get_org_context)]

@@ -1,0 +1,37 @@
+"""Errors that services raise; `brev.server.app` turns each into an HTTP status and JSON body.
+
+Services never speak HTTP: they raise one of these, with a message a user can act on.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Unauthenticated(ServiceError):
+    status_code = 401
+    code = "unauthenticated"
+
+
+class Forbidden(ServiceError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(ServiceError):
+    """Also what a caller gets for another org's objects: their existence is not disclosed."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    status_code = 409
+    code = "conflict"

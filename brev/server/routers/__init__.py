@@ -1,0 +1,1 @@
+"""HTTP routes. Each handler parses, calls one service function, and returns its result."""

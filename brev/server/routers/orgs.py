@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from brev import api
+from brev.server.deps import Caller, DbSession, InOrg
+from brev.server.services import orgs
+
+router = APIRouter(tags=["orgs"])
+
+
+@router.get("/whoami")
+def whoami(session: DbSession, caller: Caller) -> api.Whoami:
+    return orgs.whoami(session, caller)
+
+
+@router.get("/orgs")
+def list_orgs(session: DbSession, caller: Caller) -> list[api.Org]:
+    return orgs.list_orgs(session, caller)
+
+
+@router.post("/orgs", status_code=201)
+def create_org(session: DbSession, caller: Caller, body: api.OrgCreate) -> api.Org:
+    return orgs.create_org(session, caller, body)
+
+
+@router.get("/orgs/{org}")
+def get_org(ctx: InOrg) -> api.Org:
+    return orgs.get_org(ctx)
+
+
+@router.get("/orgs/{org}/members")
+def list_members(session: DbSession, ctx: InOrg) -> list[api.Member]:
+    return orgs.list_members(session, ctx)
+
+
+@router.post("/orgs/{org}/members", status_code=201)
+def add_member(session: DbSession, ctx: InOrg, body: api.MemberAdd) -> api.MemberAdded:
+    return orgs.add_member(session, ctx, body)

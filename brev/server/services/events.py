@@ -1,0 +1,58 @@
+"""The audit log: one row for every change a person or the plane makes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from brev import api
+from brev.server.db.models import Event, User
+from brev.server.services.scope import OrgContext
+
+
+def record(
+    session: Session,
+    *,
+    org_id: str | None,
+    actor_id: str | None,
+    action: str,
+    object_type: str,
+    object_id: str | None = None,
+    object_name: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        Event(
+            org_id=org_id,
+            actor_id=actor_id,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            object_name=object_name,
+            details=details or {},
+        )
+    )
+
+
+def list_events(session: Session, ctx: OrgContext, limit: int) -> list[api.Event]:
+    rows = session.execute(
+        select(Event, User.email)
+        .outerjoin(User, User.id == Event.actor_id)
+        .where(Event.org_id == ctx.org.id)
+        .order_by(Event.id.desc())
+        .limit(limit)
+    ).all()
+    return [
+        api.Event(
+            id=event.id,
+            created_at=event.created_at,
+            actor=email,
+            action=event.action,
+            object_type=event.object_type,
+            object_name=event.object_name,
+            details=event.details,
+        )
+        for event, email in rows
+    ]

@@ -1,0 +1,36 @@
+"""How a control plane process is configured: flags, then environment, then defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from brev.home import brev_home
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    home: Path
+    database_url: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_email: str = "admin@localhost"
+
+    @classmethod
+    def load(
+        cls, *, host: str | None = None, port: int | None = None, database_url: str | None = None
+    ) -> ServerSettings:
+        home = brev_home()
+        url = database_url or os.environ.get("BREV_DATABASE_URL") or f"sqlite:///{home / 'brev.db'}"
+        return cls(
+            home=home,
+            database_url=url,
+            host=host or "127.0.0.1",
+            port=port or 8080,
+            admin_email=os.environ.get("BREV_ADMIN_EMAIL", "admin@localhost"),
+        )
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.home / "admin-token"

@@ -1,0 +1,17 @@
+"""Package layout that pyproject.toml alone cannot express.
+
+`migrations/` lives at the top of the repository, where alembic users look for it, but installs
+as `brev.migrations`: the wheel carries it and nothing named plain `migrations` lands in
+site-packages.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    packages=[
+        *find_packages(include=["brev", "brev.*"]),
+        "brev.migrations",
+        "brev.migrations.versions",
+    ],
+    package_dir={"brev.migrations": "migrations"},
+)
