@@ -1,0 +1,184 @@
+"""Fixtures shared by the suite: databases on both backends, an in-process plane, a real
+`brev server` process, and people in separate orgs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from brev.client import BrevClient
+from brev.server.app import create_app
+from brev.server.main import prepare_database
+from brev.server.settings import ServerSettings
+from tests.databases import PostgresDatabases, SqliteDatabases
+from tests.postgres import PostgresCluster, free_port, postgres_bindir
+
+BREV = str(Path(sys.executable).parent / "brev")
+BREV_ENV_VARS = ("BREV_HOME", "BREV_API_URL", "BREV_TOKEN", "BREV_ORG", "BREV_DATABASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def _no_brev_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's own login or database."""
+    for name in BREV_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+# -- databases ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    bindir = postgres_bindir()
+    if bindir is None:
+        message = "PostgreSQL server binaries not found (make test installs them as root)"
+        if os.environ.get("BREV_REQUIRE_SYSTEM_PACKAGES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = PostgresCluster.start(bindir)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases(postgres_cluster: PostgresCluster) -> Iterator[PostgresDatabases]:
+    databases = PostgresDatabases(postgres_cluster)
+    yield databases
+    databases.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_databases(tmp_path_factory: pytest.TempPathFactory) -> SqliteDatabases:
+    return SqliteDatabases(tmp_path_factory.mktemp("sqlite"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, migrated database on each backend."""
+    if request.param == "sqlite":
+        databases: SqliteDatabases | PostgresDatabases = request.getfixturevalue(
+            "sqlite_databases"
+        )
+    else:
+        databases = request.getfixturevalue("postgres_databases")
+    return databases.fresh()
+
+
+# -- an in-process control plane ----------------------------------------------------------
+
+
+@pytest.fixture
+def brev_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "brev-home"
+    monkeypatch.setenv("BREV_HOME", str(home))
+    return home
+
+
+@dataclass
+class Plane:
+    """The control plane's app, reached through the real typed client."""
+
+    app: FastAPI
+    settings: ServerSettings
+    admin_token: str
+    _clients: list[BrevClient] = field(default_factory=list)
+
+    def client(self, token: str | None, org: str | None = None) -> BrevClient:
+        client = BrevClient("http://testserver", token, org=org, http=TestClient(self.app))
+        self._clients.append(client)
+        return client
+
+    def http(self, token: str | None = None) -> TestClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return TestClient(self.app, headers=headers)
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+        self.app.state.engine.dispose()
+
+
+@pytest.fixture
+def plane(database_url: str, brev_home: Path) -> Iterator[Plane]:
+    settings = ServerSettings(home=brev_home, database_url=database_url)
+    created = prepare_database(settings)
+    assert created is not None
+    plane = Plane(app=create_app(settings), settings=settings, admin_token=created.admin_token)
+    yield plane
+    plane.close()
+
+
+@pytest.fixture
+def admin(plane: Plane) -> BrevClient:
+    """The bootstrap admin, acting in the default org."""
+    return plane.client(plane.admin_token, org="default")
+
+
+# -- a real `brev server` process ---------------------------------------------------------
+
+
+@dataclass
+class LiveServer:
+    url: str
+    home: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def admin_token(self) -> str:
+        return (self.home / "admin-token").read_text().strip()
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in BREV_ENV_VARS}
+        return {**env, "BREV_HOME": str(self.home), **extra}
+
+
+def start_server(home: Path, database_url: str | None = None) -> LiveServer:
+    port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    log = home.parent / f"server-{port}.log"
+    env = {k: v for k, v in os.environ.items() if k not in BREV_ENV_VARS}
+    env["BREV_HOME"] = str(home)
+    command = [BREV, "server", "--port", str(port)]
+    if database_url:
+        command += ["--database-url", database_url]
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+    server = LiveServer(url=f"http://127.0.0.1:{port}", home=home, log=log, process=process)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"brev server exited {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"brev server did not answer /healthz in 30 s:\n{log.read_text()}")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = start_server(tmp_path_factory.mktemp("live") / "home")
+    yield server
+    stop_server(server)

@@ -1,0 +1,35 @@
+"""Rows that no API creates yet (instances arrive with the providers), written directly."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from brev.server.db.engine import make_engine, make_sessionmaker, transaction
+from brev.server.db.models import Instance, Org, User
+
+
+def add_instances(database_url: str, org: str, creator_email: str, names: list[str]) -> None:
+    engine = make_engine(database_url)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            org_id = session.scalars(select(Org.id).where(Org.name == org)).one()
+            user_id = session.scalars(select(User.id).where(User.email == creator_email)).one()
+            session.add_all(
+                Instance(
+                    org_id=org_id,
+                    name=name,
+                    created_by_id=user_id,
+                    status="running",
+                    health="healthy",
+                    gpu_spec="A100:8",
+                    gpu_model="A100-80GB",
+                    gpu_count=8,
+                    provider="aws",
+                    region="us-east-1",
+                    instance_type="p4de.24xlarge",
+                    price_per_hour=40.97,
+                )
+                for name in names
+            )
+    finally:
+        engine.dispose()
