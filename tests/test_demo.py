@@ -1,0 +1,34 @@
+"""`make demo` keeps working: it is the first thing a new user runs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEMO = Path(__file__).resolve().parents[1] / "scripts" / "demo.py"
+
+
+@pytest.mark.slow
+def test_the_demo_runs_end_to_end_and_never_prints_a_whole_token() -> None:
+    result = subprocess.run(
+        [sys.executable, str(DEMO)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout
+    for expected in (
+        "Logged in to http://127.0.0.1:",
+        "Now using org 'research'.",
+        "Created token 'ci' for org 'research'",
+        "No instances in org 'research'.",
+        "[]",
+        "after a graceful shutdown",
+        "demo complete",
+    ):
+        assert expected in output
+    assert re.search(r"http://127\.0\.0\.1:\d+/ ", output), "no dashboard URL"
+    # Tokens appear shortened to their 12-character prefix, never whole.
+    assert not re.search(r"brev_[A-Za-z0-9_-]{20,}", output)
