@@ -4,8 +4,10 @@ or, from the `alembic` command line, against BREV_DATABASE_URL."""
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import create_engine
 
 from brev.server.db.models import Base, UTCDateTime
@@ -13,7 +15,7 @@ from brev.server.db.models import Base, UTCDateTime
 target_metadata = Base.metadata
 
 
-def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+def _render_item(type_: str, obj: object, autogen_context: AutogenContext) -> str | Literal[False]:
     # Migrations must not import model code that may change later: UTC columns are written
     # as the plain type they store.
     if type_ == "type" and isinstance(obj, UTCDateTime):
