@@ -5,9 +5,17 @@ from __future__ import annotations
 import logging
 import sys
 
+from sqlalchemy.exc import OperationalError
+
 from brev.home import write_private_file
 from brev.server.bootstrap import Bootstrapped, bootstrap_if_empty
-from brev.server.db.engine import make_engine, make_sessionmaker, transaction
+from brev.server.db.engine import (
+    DatabaseUnavailable,
+    describe,
+    make_engine,
+    make_sessionmaker,
+    transaction,
+)
 from brev.server.db.migrate import startup_lock, upgrade_to_head
 from brev.server.settings import ServerSettings
 
@@ -18,6 +26,15 @@ def prepare_database(settings: ServerSettings) -> Bootstrapped | None:
     """Bring the database to the newest schema; on an empty one, create the first admin."""
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = make_engine(settings.database_url)
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise DatabaseUnavailable(
+            f"cannot connect to the database {describe(settings.database_url)}: {reason}"
+        ) from None
     try:
         # One lock over both steps: replicas starting together migrate once and make one admin.
         with startup_lock(engine) as connection:

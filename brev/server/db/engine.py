@@ -6,11 +6,48 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
+
+from brev.errors import BrevError
+
+SUPPORTED = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB"
+
+
+class DatabaseUnavailable(BrevError):
+    """The database URL is wrong, or the database cannot be reached. Never shows a password."""
+
+
+def describe(database_url: str) -> str:
+    try:
+        return make_url(database_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable URL)"
 
 
 def make_engine(database_url: str) -> Engine:
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        raise DatabaseUnavailable(f"invalid database URL; expected {SUPPORTED}") from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise DatabaseUnavailable(
+            f"unsupported database {url.get_backend_name()!r} in {describe(database_url)}; "
+            f"brev runs on SQLite or PostgreSQL: {SUPPORTED}"
+        )
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
+        raise DatabaseUnavailable(
+            f"use the psycopg driver for PostgreSQL: postgresql+psycopg://... "
+            f"(got {describe(database_url)})"
+        )
+    if url.get_backend_name() == "postgresql":
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise DatabaseUnavailable(
+                "PostgreSQL needs psycopg: pip install 'brev[postgresql]'"
+            ) from None
     if database_url.startswith("sqlite"):
         engine = create_engine(
             database_url,
