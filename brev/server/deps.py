@@ -18,7 +18,10 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-DbSession = Annotated[Session, Depends(get_session)]
+# scope="function": commit when the handler returns, before the response is sent. With the
+# default scope FastAPI commits after sending, so a client could be told 201 and then not
+# find what it created (or be told 201 for a write whose commit failed).
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def _bearer(request: Request) -> str | None:
