@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Debian packages the test suite runs for real: PostgreSQL (the team database).
+# Debian packages the test suite runs for real: PostgreSQL (the team database) and Chromium
+# (the dashboard, driven by Playwright).
 # Installs only what is missing, and only as root; otherwise says what is missing.
 set -euo pipefail
 
 missing=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 
 ((${#missing[@]} == 0)) && exit 0
 if [[ $(id -u) != 0 ]]; then
