@@ -20,7 +20,10 @@ def login(
     ] = None,
     org: Annotated[str | None, typer.Option(help="org to use; default: your first org")] = None,
 ) -> None:
-    """Log in to a control plane and remember it in $BREV_HOME/credentials.json."""
+    """Log in to a control plane.
+
+    Checks the token, then stores the URL, token and org in $BREV_HOME/credentials.json.
+    """
     if token is None:
         import sys
 
@@ -41,7 +44,10 @@ def login(
 
 
 def logout() -> None:
-    """Forget the stored login (the token itself stays valid until revoked)."""
+    """Forget the stored login.
+
+    The token itself stays valid until it is revoked (`brev token revoke`).
+    """
     forgotten = forget_login()
     note(f"Logged out of {forgotten.url}." if forgotten.url else "Not logged in.")
 

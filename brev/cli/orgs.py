@@ -10,7 +10,11 @@ from brev.cli.login_state import connect, current_login, use_org
 from brev.cli.output import age, note, print_json, print_table
 from brev.errors import BrevError
 
-app = typer.Typer(help="Orgs: who shares instances, nodes and tokens.", no_args_is_help=True)
+app = typer.Typer(
+    help="Orgs: who shares instances, nodes and tokens.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
 
@@ -69,7 +73,10 @@ def invite(
     role: Annotated[str, typer.Option(help="admin or member")] = "member",
     name: Annotated[str, typer.Option(help="display name")] = "",
 ) -> None:
-    """Add a person to the current org; a new user gets a login token, printed once."""
+    """Add a person to the current org.
+
+    A new user gets a login token, printed once on stdout.
+    """
     with connect() as client:
         added = client.add_member(email, role=role, name=name)
     note(f"Added {added.member.email} to org as {added.member.role.value}.")

@@ -20,7 +20,10 @@ def server(
         ),
     ] = None,
 ) -> None:
-    """Run the control plane: the API and the dashboard (migrates the database first)."""
+    """Run the control plane: API and dashboard.
+
+    Migrates the database first; on an empty one, creates the first admin and its token.
+    """
     from brev.server.main import serve
     from brev.server.settings import ServerSettings
 

@@ -11,7 +11,9 @@ from brev.cli.output import note, print_json, print_table, when
 from brev.duration import InvalidDuration, parse_duration
 from brev.errors import BrevError
 
-app = typer.Typer(help="API tokens for scripts and CI jobs.", no_args_is_help=True)
+app = typer.Typer(
+    help="API tokens for scripts and CI jobs.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @app.command("create")
