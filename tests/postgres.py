@@ -3,7 +3,6 @@ directory, TCP on 127.0.0.1 only, stopped when the tests end."""
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -15,9 +14,9 @@ from pathlib import Path
 
 
 def postgres_bindir() -> Path | None:
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
     if candidates:
-        return Path(candidates[0]).parent
+        return candidates[0].parent
     initdb = shutil.which("initdb")
     return Path(initdb).resolve().parent if initdb else None
 

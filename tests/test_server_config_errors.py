@@ -15,7 +15,8 @@ from tests.postgres import free_port
     ("url", "expected"),
     [
         (
-            f"postgresql+psycopg://brev:s3cret-pw@127.0.0.1:{free_port()}/brev",
+            # {port}: a free port, filled in by the test (ids must be the same on every worker)
+            "postgresql+psycopg://brev:s3cret-pw@127.0.0.1:{port}/brev",
             "cannot connect to the database postgresql+psycopg://brev:***@127.0.0.1:",
         ),
         ("mysql://brev:s3cret-pw@db/brev", "unsupported database 'mysql'"),
@@ -25,6 +26,7 @@ from tests.postgres import free_port
     ],
 )
 def test_a_bad_database_url_is_one_clear_line(tmp_path: Path, url: str, expected: str) -> None:
+    url = url.replace("{port}", str(free_port()))
     result = subprocess.run(
         [BREV, "server", "--port", str(free_port()), "--database-url", url],
         capture_output=True,
