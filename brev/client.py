@@ -31,6 +31,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "InvalidRequest",
+    "InvalidSetting",
     "NoOrgSelected",
     "NotFound",
     "ServerError",
@@ -50,6 +51,10 @@ class ServerUnreachable(BrevError):
 
 class NoOrgSelected(BrevError):
     pass
+
+
+class InvalidSetting(BrevError):
+    """A URL or token that cannot be right, found before anything is sent."""
 
 
 class ApiError(BrevError):
@@ -106,9 +111,9 @@ class BrevClient:
         timeout: float = 30.0,
         http: httpx.Client | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = _checked_url(url)
         self.org = org
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {"Authorization": f"Bearer {_checked_token(token)}"} if token else {}
         if http is None:
             # An SSL context costs ~40 ms (it loads the CA bundle), so only https gets one.
             # Safe for http: redirects are not followed, so no request can move to TLS.
@@ -131,8 +136,11 @@ class BrevClient:
     def _request(self, method: str, path: str, json: Any = None, **params: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, json=json, params=params or None)
-        except httpx.TransportError as exc:
+        except (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
             raise ServerUnreachable(self.url, _transport_reason(exc)) from None
+        except httpx.TransportError as exc:
+            # Only the type: an HTTP library's message may quote a header, i.e. the token.
+            raise BrevError(f"request to {self.url} failed ({type(exc).__name__})") from None
         if response.status_code >= 400:
             raise _api_error(response)
         return response
@@ -207,6 +215,30 @@ _MEMBERS = TypeAdapter(list[api.Member], config=ConfigDict(defer_build=True))
 _TOKENS = TypeAdapter(list[api.Token], config=ConfigDict(defer_build=True))
 _INSTANCES = TypeAdapter(list[api.Instance], config=ConfigDict(defer_build=True))
 _EVENTS = TypeAdapter(list[api.Event], config=ConfigDict(defer_build=True))
+
+
+def _checked_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise InvalidSetting(f"invalid control plane URL {url!r} ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidSetting(
+            f"invalid control plane URL {url!r}: expected http://HOST:PORT or https://HOST"
+        )
+    return url
+
+
+def _checked_token(token: str) -> str:
+    # Never echo the token: the message names where it came from, not what it is.
+    token = token.strip()
+    if not token.isascii() or not token.isprintable() or " " in token:
+        raise InvalidSetting(
+            "the token contains characters that no brev token has (spaces, non-ASCII or "
+            "control characters); check BREV_TOKEN or run `brev login` again"
+        )
+    return token
 
 
 @overload

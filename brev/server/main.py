@@ -7,6 +7,7 @@ import sys
 
 from sqlalchemy.exc import OperationalError
 
+from brev.errors import BrevError
 from brev.home import write_private_file
 from brev.server.bootstrap import Bootstrapped, bootstrap_if_empty
 from brev.server.db.engine import (
@@ -42,11 +43,23 @@ def prepare_database(settings: ServerSettings) -> Bootstrapped | None:
             connection.commit()
             with transaction(make_sessionmaker(engine)) as session:
                 created = bootstrap_if_empty(session, settings.admin_email)
-            if created is not None:
-                write_private_file(settings.admin_token_path, created.admin_token + "\n")
+                if created is not None:
+                    # Before the commit: when the file cannot be written, no admin is created
+                    # either, and the next start tries again. Never an admin without a token.
+                    _save_admin_token(settings, created.admin_token)
         return created
     finally:
         engine.dispose()
+
+
+def _save_admin_token(settings: ServerSettings, token: str) -> None:
+    try:
+        write_private_file(settings.admin_token_path, token + "\n")
+    except OSError as exc:
+        raise BrevError(
+            f"cannot write the admin token to {settings.admin_token_path} ({exc.strerror}); "
+            f"fix that path and start again"
+        ) from None
 
 
 def announce(settings: ServerSettings, created: Bootstrapped | None) -> None:
