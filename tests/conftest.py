@@ -66,9 +66,7 @@ def sqlite_databases(tmp_path_factory: pytest.TempPathFactory) -> SqliteDatabase
 def database_url(request: pytest.FixtureRequest) -> str:
     """A fresh, migrated database on each backend."""
     if request.param == "sqlite":
-        databases: SqliteDatabases | PostgresDatabases = request.getfixturevalue(
-            "sqlite_databases"
-        )
+        databases: SqliteDatabases | PostgresDatabases = request.getfixturevalue("sqlite_databases")
     else:
         databases = request.getfixturevalue("postgres_databases")
     return databases.fresh()
