@@ -25,8 +25,14 @@ def print_json(data: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
     sys.stdout.write(to_json(data, indent=2).decode() + "\n")
 
 
+# rich measures every cell: 1,000 rows of 7 columns take about 0.4 s to draw. Past this many
+# rows a terminal gets the aligned plain layout (bold header), which prints at once.
+RICH_TABLE_MAX_ROWS = 200
+
+
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    if sys.stdout.isatty():
+    terminal = sys.stdout.isatty()
+    if terminal and len(rows) <= RICH_TABLE_MAX_ROWS:
         from rich import box
         from rich.console import Console
         from rich.table import Table
@@ -41,9 +47,13 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     # Plain, aligned columns with an upper-case header: what `docker ps` and `kubectl get` print.
     header = [c.upper() for c in columns]
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    for line in (header, *rows):
-        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
-        sys.stdout.write("  ".join(cells).rstrip() + "\n")
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in (header, *rows)
+    ]
+    if terminal:
+        lines[0] = f"\x1b[1m{lines[0]}\x1b[0m"
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def note(message: str) -> None:
