@@ -405,3 +405,14 @@ def test_a_url_without_a_scheme_is_named_as_such(account: Account) -> None:
 def test_a_token_with_a_trailing_newline_still_works(account: Account) -> None:
     result = brev("ls", "--json", env=account.env(BREV_TOKEN=account.token + "\n"))
     assert ok(result).stdout == "[]\n"
+
+
+def test_logout_recovers_from_an_unreadable_credentials_file(tmp_path: Path) -> None:
+    (tmp_path / "credentials.json").write_text("{not json")
+    env = {"BREV_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    broken = subprocess.run([BREV, "ls"], env=env, capture_output=True, text=True, timeout=30)
+    assert broken.returncode == 1
+    assert "run `brev logout`" in broken.stderr and "Traceback" not in broken.stderr
+    logout = subprocess.run([BREV, "logout"], env=env, capture_output=True, text=True, timeout=30)
+    assert logout.returncode == 0, logout.stderr
+    assert not (tmp_path / "credentials.json").exists()

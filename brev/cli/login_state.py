@@ -65,7 +65,11 @@ def use_org(org: str) -> None:
 
 
 def forget_login() -> Login:
-    stored = stored_login()
+    """Remove the stored login, even an unreadable one (that is how to recover from it)."""
+    try:
+        stored = stored_login()
+    except BrevError:
+        stored = Login()
     credentials_path().unlink(missing_ok=True)
     return stored
 

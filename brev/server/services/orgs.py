@@ -25,11 +25,12 @@ def _visible_orgs(principal: Principal) -> Select[Org, str]:
     return query.order_by(Membership.created_at, Org.name)
 
 
+def _to_api(org: Org, role: str) -> api.Org:
+    return api.Org(id=org.id, name=org.name, created_at=org.created_at, role=Role(role))
+
+
 def list_orgs(session: Session, principal: Principal) -> list[api.Org]:
-    return [
-        api.Org(id=org.id, name=org.name, created_at=org.created_at, role=Role(role))
-        for org, role in session.execute(_visible_orgs(principal)).all()
-    ]
+    return [_to_api(org, role) for org, role in session.execute(_visible_orgs(principal)).all()]
 
 
 def whoami(session: Session, principal: Principal) -> api.Whoami:
@@ -63,11 +64,11 @@ def create_org(session: Session, principal: Principal, body: api.OrgCreate) -> a
         object_id=org.id,
         object_name=org.name,
     )
-    return api.Org(id=org.id, name=org.name, created_at=org.created_at, role=Role.ADMIN)
+    return _to_api(org, Role.ADMIN)
 
 
 def get_org(ctx: OrgContext) -> api.Org:
-    return api.Org(id=ctx.org.id, name=ctx.org.name, created_at=ctx.org.created_at, role=ctx.role)
+    return _to_api(ctx.org, ctx.role)
 
 
 def list_members(session: Session, ctx: OrgContext) -> list[api.Member]:
