@@ -1,8 +1,8 @@
 """Package layout that pyproject.toml alone cannot express.
 
-`migrations/` lives at the top of the repository, where alembic users look for it, but installs
-as `brev.migrations`: the wheel carries it and nothing named plain `migrations` lands in
-site-packages.
+`migrations/` and `providers/` live at the top of the repository, where the architecture puts
+them, but install as `brev.migrations` and `brev.providers`: the wheel carries them and nothing
+named plain `migrations` or `providers` lands in site-packages.
 """
 
 from setuptools import find_packages, setup
@@ -12,6 +12,7 @@ setup(
         *find_packages(include=["brev", "brev.*"]),
         "brev.migrations",
         "brev.migrations.versions",
+        "brev.providers",
     ],
-    package_dir={"brev.migrations": "migrations"},
+    package_dir={"brev.migrations": "migrations", "brev.providers": "providers"},
 )

@@ -191,4 +191,26 @@ class Event(_Model):
     details: dict[str, object]
 
 
+class OfferSort(StrEnum):
+    PRICE = "price"
+    VRAM = "vram"
+    GPUS = "gpus"
+
+
+class Offer(_Model):
+    """An instance type in a region that an org can get, with its price."""
+
+    provider: str
+    instance_type: str
+    gpu_model: str | None = Field(description="e.g. 'A100-80GB'; null for a CPU-only offer")
+    gpu_count: float = Field(description="GPUs per instance; Azure sells fractions")
+    gpu_memory_gib: float | None = Field(description="memory of one GPU")
+    vcpus: float | None
+    memory_gib: float | None
+    region: str
+    zones: list[str] = Field(description="zones with this type; empty where zones do not apply")
+    price_per_hour: float | None = Field(description="on-demand USD per hour; null: not sold")
+    spot_price_per_hour: float | None = Field(description="lowest spot USD per hour; null: none")
+
+
 ErrorDetail.model_rebuild()

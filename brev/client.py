@@ -206,6 +206,25 @@ class BrevClient:
     def instance(self, name: str, org: str | None = None) -> api.Instance:
         return self._get(api.Instance, self._org_path(org, f"/instances/{name}"))
 
+    def offers(
+        self,
+        gpu: str | None = None,
+        *,
+        providers: list[str] | None = None,
+        region: str | None = None,
+        max_price: float | None = None,
+        min_vram: float | None = None,
+        spot: bool = False,
+        sort: api.OfferSort | str = api.OfferSort.PRICE,
+        org: str | None = None,
+    ) -> list[api.Offer]:
+        params: dict[str, Any] = {"spot": spot, "sort": str(sort)}
+        optional = {"gpu": gpu, "region": region, "max_price": max_price, "min_vram": min_vram}
+        params.update({key: value for key, value in optional.items() if value is not None})
+        if providers:
+            params["provider"] = ",".join(providers)
+        return self._get(_OFFERS, self._org_path(org, "/offers"), **params)
+
     def events(self, limit: int = 100, org: str | None = None) -> list[api.Event]:
         return self._get(_EVENTS, self._org_path(org, "/events"), limit=limit)
 
@@ -215,6 +234,7 @@ _MEMBERS = TypeAdapter(list[api.Member], config=ConfigDict(defer_build=True))
 _TOKENS = TypeAdapter(list[api.Token], config=ConfigDict(defer_build=True))
 _INSTANCES = TypeAdapter(list[api.Instance], config=ConfigDict(defer_build=True))
 _EVENTS = TypeAdapter(list[api.Event], config=ConfigDict(defer_build=True))
+_OFFERS = TypeAdapter(list[api.Offer], config=ConfigDict(defer_build=True))
 
 
 def _checked_url(url: str) -> str:

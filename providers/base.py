@@ -1,0 +1,146 @@
+"""The interface every provider implements, and the typed errors it raises.
+
+A provider turns an offer (an instance type in a region, from the catalog) into a machine and
+reports on it. It never touches the database: the reconciler calls it outside transactions and
+records what it returns. Every call must be safe to repeat:
+
+- `create` with the same idempotency key returns the same machine (AWS ClientToken, GCP
+  requestId), so a crash between "the cloud made it" and "the database knows" heals itself;
+- every machine carries TAG_INSTANCE_ID, TAG_ORG and TAG_MANAGED (as tags or labels), so
+  `list_owned` finds machines the database lost track of, and the sweep can delete them;
+- `terminate` of a machine that is already gone succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+TAG_INSTANCE_ID = "brev-instance-id"
+TAG_ORG = "brev-org"
+TAG_MANAGED = "brev-managed"
+
+
+class MachineState(StrEnum):
+    """What the provider says about a machine, in brev's words."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    TERMINATED = "terminated"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One place to try an offer: a region and, where the provider has them, a zone."""
+
+    instance_type: str
+    region: str
+    zone: str | None
+    spot: bool
+    gpu_model: str | None
+    gpu_count: int
+    price_per_hour: float | None
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What to create. `instance_id` and `org` become tags; `name` a human-readable label."""
+
+    instance_id: str
+    org: str
+    name: str
+    disk_gb: int
+    image: str | None = None
+    startup_script: str | None = None
+    ssh_public_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProviderRef:
+    """Enough to find a machine again: the provider's id, where it lives."""
+
+    provider: str
+    region: str
+    zone: str | None
+    id: str
+
+
+@dataclass(frozen=True)
+class Machine:
+    ref: ProviderRef
+    state: MachineState
+    instance_type: str | None = None
+    public_ip: str | None = None
+    private_ip: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    launched_at: datetime | None = None
+
+
+class ProviderError(Exception):
+    """Base of the typed errors. `message` is fit to show a user; never a secret in it."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class NoCapacity(ProviderError):
+    """This zone or region has no machines of this type now: try the next placement."""
+
+
+class QuotaExceeded(ProviderError):
+    """The account may not have more of these here: try the next region or offer."""
+
+
+class InvalidRequest(ProviderError):
+    """The request can never succeed as it is (bad image, unknown type): stop and tell the user."""
+
+
+class CredentialsError(ProviderError):
+    """The credentials are wrong, expired, or lack a permission: stop and tell the user."""
+
+
+class Transient(ProviderError):
+    """Throttling, a timeout, a 5xx: the same call may succeed later."""
+
+    retryable = True
+
+
+class Provider(Protocol):
+    name: str
+
+    def validate(self) -> str:
+        """Check the credentials with a cheap read-only call; return who they are."""
+        ...
+
+    def create(self, spec: InstanceSpec, placement: Placement, idempotency_key: str) -> Machine: ...
+
+    def describe(self, ref: ProviderRef) -> Machine | None:
+        """The machine as the provider sees it now; None when it no longer exists."""
+        ...
+
+    def start(self, ref: ProviderRef) -> None: ...
+
+    def stop(self, ref: ProviderRef) -> None: ...
+
+    def terminate(self, ref: ProviderRef) -> None:
+        """Idempotent: terminating a machine that is gone is not an error."""
+        ...
+
+    def list_owned(self, regions: Iterable[str]) -> Iterable[Machine]:
+        """Every machine in these regions carrying TAG_MANAGED, whatever its org."""
+        ...
+
+
+class ProviderFactory(Protocol):
+    """What the `brev.providers` entry point names: builds a provider from an org's config."""
+
+    def __call__(self, config: Mapping[str, Any]) -> Provider: ...
