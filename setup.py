@@ -1,8 +1,9 @@
 """Package layout that pyproject.toml alone cannot express.
 
-`migrations/` and `providers/` live at the top of the repository, where the architecture puts
-them, but install as `brev.migrations` and `brev.providers`: the wheel carries them and nothing
-named plain `migrations` or `providers` lands in site-packages.
+`migrations/` lives at the top of the repository, where alembic users look for it, but installs
+as `brev.migrations`: the wheel carries it and nothing named plain `migrations` lands in
+site-packages. (`providers/` gets the same result through the symlink `brev/providers`, which
+also lets mypy follow `brev.providers` imports.)
 """
 
 from setuptools import find_packages, setup
@@ -12,7 +13,6 @@ setup(
         *find_packages(include=["brev", "brev.*"]),
         "brev.migrations",
         "brev.migrations.versions",
-        "brev.providers",
     ],
-    package_dir={"brev.migrations": "migrations", "brev.providers": "providers"},
+    package_dir={"brev.migrations": "migrations"},
 )

@@ -92,6 +92,9 @@ def test_the_package_comes_from_site_packages(installed: Path, elsewhere: Path) 
     assert list((package / "migrations" / "versions").glob("0001_*.py"))
     assert (package / "server" / "web" / "dashboard.html").is_file()
     assert not (site_packages / "migrations").exists()  # no top-level `migrations` package
+    assert (package / "providers" / "base.py").is_file()
+    assert (package / "providers" / "aws.py").is_file()
+    assert not (site_packages / "providers").exists()
 
     assert run(installed / "brev", "version", cwd=elsewhere) == f"brev {__version__}\n"
 

@@ -1,0 +1,323 @@
+"""Amazon EC2, through boto3 (imported inside methods only: `brev --help` never pays for it).
+
+Config keys: `access_key_id`, `secret_access_key`, optional `session_token`, optional
+`endpoint_url` (an EC2-compatible endpoint, e.g. moto in tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from brev.providers.base import (
+    TAG_INSTANCE_ID,
+    TAG_MANAGED,
+    TAG_ORG,
+    CredentialsError,
+    InstanceSpec,
+    InvalidRequest,
+    Machine,
+    MachineState,
+    NoCapacity,
+    Placement,
+    ProviderError,
+    ProviderRef,
+    QuotaExceeded,
+    Transient,
+)
+
+# Stored on every instance so a create retried after a crash finds the first one, even where
+# ClientToken is not honoured (moto) or has expired.
+TAG_IDEMPOTENCY_KEY = "brev-idempotency-key"
+SECURITY_GROUP = "brev-ssh"
+# The newest AWS Deep Learning AMI on Ubuntu: NVIDIA driver, CUDA and Docker preinstalled.
+DEFAULT_IMAGE_NAME = "Deep Learning*Ubuntu*"
+
+_ERRORS: dict[str, type[ProviderError]] = {
+    "InsufficientInstanceCapacity": NoCapacity,
+    "InsufficientCapacity": NoCapacity,
+    "InsufficientHostCapacity": NoCapacity,
+    "Unsupported": NoCapacity,  # the type is not offered in this zone
+    "SpotMaxPriceTooLow": NoCapacity,
+    "InstanceLimitExceeded": QuotaExceeded,
+    "VcpuLimitExceeded": QuotaExceeded,
+    "MaxSpotInstanceCountExceeded": QuotaExceeded,
+    "AuthFailure": CredentialsError,
+    "UnauthorizedOperation": CredentialsError,
+    "InvalidClientTokenId": CredentialsError,
+    "SignatureDoesNotMatch": CredentialsError,
+    "ExpiredToken": CredentialsError,
+    "OptInRequired": CredentialsError,
+    "RequestLimitExceeded": Transient,
+    "Throttling": Transient,
+    "InternalError": Transient,
+    "ServiceUnavailable": Transient,
+    "Unavailable": Transient,
+}
+
+_STATES = {
+    "pending": MachineState.PENDING,
+    "running": MachineState.RUNNING,
+    "stopping": MachineState.STOPPING,
+    "stopped": MachineState.STOPPED,
+    "shutting-down": MachineState.TERMINATED,
+    "terminated": MachineState.TERMINATED,
+}
+
+
+def translate(error: Exception) -> ProviderError:
+    """A botocore error as one of brev's typed errors, its message fit for a user."""
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "Unknown")
+        message = error.response.get("Error", {}).get("Message", str(error))
+        kind = _ERRORS.get(code)
+        if kind is None:
+            kind = InvalidRequest if code.startswith("Invalid") else ProviderError
+        return kind(f"AWS {code}: {message}", code=code)
+    if isinstance(error, EndpointConnectionError | BotoCoreError):
+        return Transient(f"AWS unreachable: {error}", code=type(error).__name__)
+    return ProviderError(str(error))
+
+
+@functools.cache
+def _retry_config() -> Any:
+    from botocore.config import Config
+
+    # One attempt per call: the reconciler decides what to retry (a capacity error should move
+    # to the next zone at once, not wait out botocore's back-off).
+    return Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60)
+
+
+class AwsProvider:
+    name = "aws"
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self._config = dict(config)
+        self._clients: dict[str, Any] = {}
+        self._zone_names: dict[str, dict[str, str]] = {}
+
+    def _client(self, region: str, service: str = "ec2") -> Any:
+        key = f"{service}:{region}"
+        if key not in self._clients:
+            import boto3
+
+            session = boto3.session.Session(
+                aws_access_key_id=self._config.get("access_key_id"),
+                aws_secret_access_key=self._config.get("secret_access_key"),
+                aws_session_token=self._config.get("session_token"),
+                region_name=region,
+            )
+            self._clients[key] = session.client(
+                service, endpoint_url=self._config.get("endpoint_url"), config=_retry_config()
+            )
+        return self._clients[key]
+
+    def _call(self, region: str, operation: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._client(region), operation)(**kwargs)
+        except Exception as error:
+            raise translate(error) from None
+
+    def validate(self) -> str:
+        try:
+            identity = self._client("us-east-1", "sts").get_caller_identity()
+        except Exception as error:
+            raise translate(error) from None
+        return f"account {identity['Account']} as {identity['Arn']}"
+
+    # -- create -------------------------------------------------------------------------
+
+    def create(self, spec: InstanceSpec, placement: Placement, idempotency_key: str) -> Machine:
+        region = placement.region
+        existing = self._find_by_key(region, idempotency_key)
+        if existing is not None:
+            return existing
+        request: dict[str, Any] = {
+            "ImageId": spec.image or self._default_image(region),
+            "InstanceType": placement.instance_type,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "ClientToken": idempotency_key[:64],
+            "SecurityGroupIds": [self._ssh_security_group(region)],
+            "UserData": base64.b64encode(user_data(spec).encode()).decode(),
+            "BlockDeviceMappings": [
+                {
+                    "DeviceName": "/dev/sda1",
+                    "Ebs": {"VolumeSize": spec.disk_gb, "VolumeType": "gp3"},
+                }
+            ],
+            "TagSpecifications": [
+                {"ResourceType": kind, "Tags": self._tags(spec, idempotency_key)}
+                for kind in ("instance", "volume")
+            ],
+        }
+        if placement.zone:
+            request["Placement"] = {"AvailabilityZone": self._zone_name(region, placement.zone)}
+        if placement.spot:
+            request["InstanceMarketOptions"] = {
+                "MarketType": "spot",
+                "SpotOptions": {"SpotInstanceType": "one-time"},
+            }
+        reply = self._call(region, "run_instances", **request)
+        return self._machine(region, reply["Instances"][0])
+
+    def _tags(self, spec: InstanceSpec, idempotency_key: str) -> list[dict[str, str]]:
+        return [
+            {"Key": "Name", "Value": f"brev-{spec.name}"},
+            {"Key": TAG_INSTANCE_ID, "Value": spec.instance_id},
+            {"Key": TAG_ORG, "Value": spec.org},
+            {"Key": TAG_MANAGED, "Value": "true"},
+            {"Key": TAG_IDEMPOTENCY_KEY, "Value": idempotency_key},
+        ]
+
+    def _find_by_key(self, region: str, idempotency_key: str) -> Machine | None:
+        filters = [
+            {"Name": f"tag:{TAG_IDEMPOTENCY_KEY}", "Values": [idempotency_key]},
+            {
+                "Name": "instance-state-name",
+                "Values": ["pending", "running", "stopping", "stopped"],
+            },
+        ]
+        return next(self._instances(region, filters), None)
+
+    def _default_image(self, region: str) -> str:
+        images = self._call(
+            region,
+            "describe_images",
+            Owners=["amazon"],
+            Filters=[{"Name": "name", "Values": [DEFAULT_IMAGE_NAME]}],
+        )["Images"]
+        if not images:
+            raise InvalidRequest(
+                f"no AWS Deep Learning AMI found in {region}; pass --image ami-..."
+            )
+        return str(max(images, key=lambda image: image.get("CreationDate", ""))["ImageId"])
+
+    def _ssh_security_group(self, region: str) -> str:
+        """The group that opens SSH and nothing else, made once per region's default VPC."""
+        found = self._call(
+            region,
+            "describe_security_groups",
+            Filters=[{"Name": "group-name", "Values": [SECURITY_GROUP]}],
+        )["SecurityGroups"]
+        if found:
+            return str(found[0]["GroupId"])
+        try:
+            created = self._client(region).create_security_group(
+                GroupName=SECURITY_GROUP, Description="brev: SSH only"
+            )
+        except Exception as error:
+            translated = translate(error)
+            if translated.code == "InvalidGroup.Duplicate":  # made by a concurrent create
+                return self._ssh_security_group(region)
+            raise translated from None
+        group_id = str(created["GroupId"])
+        self._call(
+            region,
+            "authorize_security_group_ingress",
+            GroupId=group_id,
+            IpPermissions=[
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 22,
+                    "ToPort": 22,
+                    "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "SSH"}],
+                }
+            ],
+        )
+        return group_id
+
+    def _zone_name(self, region: str, zone: str) -> str:
+        """The catalog names zones by AZ ID (use1-az1), which differ per account from AZ names
+        (us-east-1a); RunInstances wants the name."""
+        if region not in self._zone_names:
+            zones = self._call(region, "describe_availability_zones")["AvailabilityZones"]
+            self._zone_names[region] = {z["ZoneId"]: z["ZoneName"] for z in zones if "ZoneId" in z}
+        names = self._zone_names[region]
+        if zone in names.values():
+            return zone
+        if zone not in names:
+            raise NoCapacity(f"zone {zone} is not available to this AWS account in {region}")
+        return names[zone]
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def describe(self, ref: ProviderRef) -> Machine | None:
+        try:
+            reply = self._client(ref.region).describe_instances(InstanceIds=[ref.id])
+        except Exception as error:
+            translated = translate(error)
+            if translated.code == "InvalidInstanceID.NotFound":
+                return None
+            raise translated from None
+        machines = [i for r in reply["Reservations"] for i in r["Instances"]]
+        return self._machine(ref.region, machines[0]) if machines else None
+
+    def start(self, ref: ProviderRef) -> None:
+        self._call(ref.region, "start_instances", InstanceIds=[ref.id])
+
+    def stop(self, ref: ProviderRef) -> None:
+        self._call(ref.region, "stop_instances", InstanceIds=[ref.id])
+
+    def terminate(self, ref: ProviderRef) -> None:
+        try:
+            self._client(ref.region).terminate_instances(InstanceIds=[ref.id])
+        except Exception as error:
+            translated = translate(error)
+            if translated.code != "InvalidInstanceID.NotFound":
+                raise translated from None
+
+    def list_owned(self, regions: Iterable[str]) -> Iterable[Machine]:
+        filters = [
+            {"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]},
+            {
+                "Name": "instance-state-name",
+                "Values": ["pending", "running", "stopping", "stopped"],
+            },
+        ]
+        for region in regions:
+            yield from self._instances(region, filters)
+
+    def _instances(self, region: str, filters: list[dict[str, Any]]) -> Iterator[Machine]:
+        paginator = self._client(region).get_paginator("describe_instances")
+        try:
+            for page in paginator.paginate(Filters=filters):
+                for reservation in page["Reservations"]:
+                    for instance in reservation["Instances"]:
+                        yield self._machine(region, instance)
+        except ProviderError:
+            raise
+        except Exception as error:
+            raise translate(error) from None
+
+    def _machine(self, region: str, instance: Mapping[str, Any]) -> Machine:
+        zone = instance.get("Placement", {}).get("AvailabilityZone")
+        return Machine(
+            ref=ProviderRef(
+                provider=self.name, region=region, zone=zone, id=instance["InstanceId"]
+            ),
+            state=_STATES.get(instance["State"]["Name"], MachineState.PENDING),
+            instance_type=instance.get("InstanceType"),
+            public_ip=instance.get("PublicIpAddress"),
+            private_ip=instance.get("PrivateIpAddress"),
+            tags={t["Key"]: t["Value"] for t in instance.get("Tags", [])},
+            launched_at=instance.get("LaunchTime"),
+        )
+
+
+def user_data(spec: InstanceSpec) -> str:
+    """The first-boot script. The agent install and the SSH CA trust arrive with their issues;
+    this is where they hook in."""
+    lines = [
+        "#!/bin/bash",
+        "set -euo pipefail",
+        f"# brev instance {spec.instance_id} ({spec.name}) of org {spec.org}",
+        "# brev: install the agent and trust the control plane's SSH CA (added with those issues)",
+    ]
+    if spec.startup_script:
+        lines += ["# user's startup script", spec.startup_script]
+    return "\n".join(lines) + "\n"
