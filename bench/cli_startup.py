@@ -126,7 +126,8 @@ def control_plane(home: Path) -> Iterator[Plane]:
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [str(BREV), "server", "--port", str(port)],
-            env=clean_environment(home),
+            # The seeded instances stand for no real machine: keep the reconciler off them.
+            env={**clean_environment(home), "BREV_RECONCILE": "0"},
             cwd=home,
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -191,6 +191,14 @@ class Event(_Model):
     details: dict[str, object]
 
 
+def _whole_as_int(value: int | float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+# A count that is whole prints as 8, not 8.0; some clouds sell fractions of a GPU.
+Count = Annotated[int | float, AfterValidator(_whole_as_int)]
+
+
 class OfferSort(StrEnum):
     PRICE = "price"
     VRAM = "vram"
@@ -203,14 +211,77 @@ class Offer(_Model):
     provider: str
     instance_type: str
     gpu_model: str | None = Field(description="e.g. 'A100-80GB'; null for a CPU-only offer")
-    gpu_count: float = Field(description="GPUs per instance; Azure sells fractions")
+    gpu_count: Count = Field(description="GPUs per instance (a fraction on some clouds)")
     gpu_memory_gib: float | None = Field(description="memory of one GPU")
-    vcpus: float | None
+    vcpus: Count | None
     memory_gib: float | None
     region: str
     zones: list[str] = Field(description="zones with this type; empty where zones do not apply")
     price_per_hour: float | None = Field(description="on-demand USD per hour; null: not sold")
     spot_price_per_hour: float | None = Field(description="lowest spot USD per hour; null: none")
+
+
+class InstanceCreate(_Model):
+    name: Name | None = Field(None, description="generated when absent, e.g. a100-brisk-otter")
+    gpu: str | None = Field(None, description="GPU spec: a100, A100:8, a100-80gb, any, cpu")
+    providers: list[str] | None = Field(None, description="only these providers")
+    region: str | None = None
+    spot: bool = False
+    disk_gb: int = Field(200, ge=20, le=16384)
+    max_price: float | None = Field(None, gt=0, description="USD per hour")
+    image: Annotated[str, Field(max_length=255)] | None = None
+    startup_script: Annotated[str, Field(max_length=16384)] | None = None
+    idempotency_key: (
+        Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] | None
+    ) = Field(None, description="the same key twice returns the first instance")
+
+
+class Placement(_Model):
+    """One place the plane will try: an instance type in a region (and zone)."""
+
+    provider: str
+    instance_type: str
+    region: str
+    zone: str | None
+    spot: bool
+    gpu_model: str | None
+    gpu_count: Count
+    price_per_hour: float | None
+
+
+class InstancePlan(_Model):
+    gpu: str
+    placements: list[Placement] = Field(description="tried in this order until one succeeds")
+
+
+class InstanceDetail(Instance):
+    zone: str | None
+    spot: bool
+    disk_gb: int | None
+    image: str | None
+    desired_status: InstanceStatus
+    provider_ref: str | None
+    public_ip: str | None
+    plan: list[Placement]
+    attempt: int = Field(description="index in plan of the placement tried last")
+    events: list[Event] = Field(description="newest first")
+
+
+class ProviderConfigAdd(_Model):
+    provider: Annotated[str, Field(min_length=1, max_length=32)]
+    config: dict[str, str] = Field(
+        description="provider-specific: aws {access_key_id, secret_access_key, session_token?, "
+        "endpoint_url?}; gcp {project, credentials_json?, endpoint_url?}"
+    )
+
+
+class ProviderConfig(_Model):
+    """An org's provider credentials, as the API shows them: who they are, never what."""
+
+    provider: str
+    identity: str = Field(description="who the credentials act as, e.g. 'account 1234 as ...'")
+    added_by: str
+    created_at: datetime
 
 
 ErrorDetail.model_rebuild()

@@ -203,8 +203,46 @@ class BrevClient:
     def instances(self, org: str | None = None) -> list[api.Instance]:
         return self._get(_INSTANCES, self._org_path(org, "/instances"))
 
-    def instance(self, name: str, org: str | None = None) -> api.Instance:
-        return self._get(api.Instance, self._org_path(org, f"/instances/{name}"))
+    def instance(self, name: str, org: str | None = None) -> api.InstanceDetail:
+        return self._get(api.InstanceDetail, self._org_path(org, f"/instances/{name}"))
+
+    def create_instance(
+        self, body: api.InstanceCreate, org: str | None = None
+    ) -> api.InstanceDetail:
+        payload = body.model_dump(mode="json", exclude_none=True)
+        response = self._request("POST", self._org_path(org, "/instances"), payload)
+        return _parse(api.InstanceDetail, response)
+
+    def plan_instance(self, body: api.InstanceCreate, org: str | None = None) -> api.InstancePlan:
+        payload = body.model_dump(mode="json", exclude_none=True)
+        response = self._request("POST", self._org_path(org, "/instances/plan"), payload)
+        return _parse(api.InstancePlan, response)
+
+    def start_instance(self, name: str, org: str | None = None) -> api.InstanceDetail:
+        response = self._request("POST", self._org_path(org, f"/instances/{name}/start"))
+        return _parse(api.InstanceDetail, response)
+
+    def stop_instance(self, name: str, org: str | None = None) -> api.InstanceDetail:
+        response = self._request("POST", self._org_path(org, f"/instances/{name}/stop"))
+        return _parse(api.InstanceDetail, response)
+
+    def delete_instance(self, name: str, org: str | None = None) -> api.InstanceDetail:
+        response = self._request("DELETE", self._org_path(org, f"/instances/{name}"))
+        return _parse(api.InstanceDetail, response)
+
+    def providers(self, org: str | None = None) -> list[api.ProviderConfig]:
+        return self._get(_PROVIDERS, self._org_path(org, "/providers"))
+
+    def add_provider(
+        self, provider: str, config: dict[str, str], org: str | None = None
+    ) -> api.ProviderConfig:
+        body = {"provider": provider, "config": config}
+        return _parse(
+            api.ProviderConfig, self._request("POST", self._org_path(org, "/providers"), body)
+        )
+
+    def remove_provider(self, provider: str, org: str | None = None) -> None:
+        self._request("DELETE", self._org_path(org, f"/providers/{provider}"))
 
     def offers(
         self,
@@ -234,6 +272,7 @@ _MEMBERS = TypeAdapter(list[api.Member], config=ConfigDict(defer_build=True))
 _TOKENS = TypeAdapter(list[api.Token], config=ConfigDict(defer_build=True))
 _INSTANCES = TypeAdapter(list[api.Instance], config=ConfigDict(defer_build=True))
 _EVENTS = TypeAdapter(list[api.Event], config=ConfigDict(defer_build=True))
+_PROVIDERS = TypeAdapter(list[api.ProviderConfig], config=ConfigDict(defer_build=True))
 _OFFERS = TypeAdapter(list[api.Offer], config=ConfigDict(defer_build=True))
 
 

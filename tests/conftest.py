@@ -19,12 +19,22 @@ from fastapi.testclient import TestClient
 from brev.client import BrevClient
 from brev.server.app import create_app
 from brev.server.main import prepare_database
+from brev.server.reconciler.loop import Reconciler
 from brev.server.settings import ServerSettings
 from tests.databases import PostgresDatabases, SqliteDatabases
+from tests.moto import MotoServer, start_moto
 from tests.postgres import PostgresCluster, free_port, postgres_bindir
 
 BREV = str(Path(sys.executable).parent / "brev")
-BREV_ENV_VARS = ("BREV_HOME", "BREV_API_URL", "BREV_TOKEN", "BREV_ORG", "BREV_DATABASE_URL")
+BREV_ENV_VARS = (
+    "BREV_HOME",
+    "BREV_API_URL",
+    "BREV_TOKEN",
+    "BREV_ORG",
+    "BREV_DATABASE_URL",
+    "BREV_RECONCILE",
+    "BREV_FAULT_INJECTION",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -100,6 +110,17 @@ class Plane:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return TestClient(self.app, headers=headers)
 
+    @property
+    def reconciler(self) -> Reconciler:
+        reconciler: Reconciler = self.app.state.reconciler
+        return reconciler
+
+    def settle(self, max_passes: int = 30) -> None:
+        """Run the reconciler until nothing is due (or `max_passes`)."""
+        for _ in range(max_passes):
+            if self.reconciler.run_once() == 0:
+                return
+
     def close(self) -> None:
         for client in self._clients:
             client.close()
@@ -108,7 +129,11 @@ class Plane:
 
 @pytest.fixture
 def plane(database_url: str, brev_home: Path) -> Iterator[Plane]:
-    settings = ServerSettings(home=brev_home, database_url=database_url)
+    # No background reconciler: tests drive it with `plane.reconciler.run_once()`, and a
+    # zero poll interval makes every follow-up due at once.
+    settings = ServerSettings(
+        home=brev_home, database_url=database_url, reconcile=False, reconcile_poll=0.0
+    )
     created = prepare_database(settings)
     assert created is not None
     plane = Plane(app=create_app(settings), settings=settings, admin_token=created.admin_token)
@@ -120,6 +145,14 @@ def plane(database_url: str, brev_home: Path) -> Iterator[Plane]:
 def admin(plane: Plane) -> BrevClient:
     """The bootstrap admin, acting in the default org."""
     return plane.client(plane.admin_token, org="default")
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto's EC2 server, one per test worker; reset it with `.reset()` where state matters."""
+    server = start_moto()
+    yield server
+    server.stop()
 
 
 # -- a real `brev server` process ---------------------------------------------------------
@@ -141,12 +174,15 @@ class LiveServer:
         return {**env, "BREV_HOME": str(self.home), **extra}
 
 
-def start_server(home: Path, database_url: str | None = None) -> LiveServer:
+def start_server(
+    home: Path, database_url: str | None = None, env_extra: dict[str, str] | None = None
+) -> LiveServer:
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     log = home.parent / f"server-{port}.log"
     env = {k: v for k, v in os.environ.items() if k not in BREV_ENV_VARS}
     env["BREV_HOME"] = str(home)
+    env.update(env_extra or {})
     command = [BREV, "server", "--port", str(port)]
     if database_url:
         command += ["--database-url", database_url]
@@ -177,6 +213,10 @@ def stop_server(server: LiveServer) -> None:
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_server(tmp_path_factory.mktemp("live") / "home")
+    """A real server for CLI and HTTP tests. Its reconciler is off: tests seed instance rows
+    that stand for no real machine, which a reconciler would rightly mark as lost."""
+    server = start_server(
+        tmp_path_factory.mktemp("live") / "home", env_extra={"BREV_RECONCILE": "0"}
+    )
     yield server
     stop_server(server)

@@ -69,3 +69,41 @@ def test_the_downgrade_removes_everything(empty_engine: Engine) -> None:
         command.downgrade(config, "base")
         connection.commit()
     assert set(inspect(empty_engine).get_table_names()) <= {"alembic_version"}
+
+
+def test_rows_written_before_a_migration_survive_it(empty_engine: Engine) -> None:
+    """Upgrades run on databases full of instances: added columns need values for old rows."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from brev.server.db.migrate import alembic_config
+
+    with empty_engine.connect() as connection:
+        config = alembic_config(connection)
+        assert isinstance(config, Config)
+        command.upgrade(config, "0001")
+        connection.execute(
+            text(
+                "INSERT INTO users (id, email, name, created_at) VALUES ('u', 'a@b.c', '', :now);"
+            ),
+            {"now": "2026-01-01 00:00:00+00:00"},
+        )
+        connection.execute(
+            text("INSERT INTO orgs (id, name, created_at) VALUES ('o', 'acme', :now)"),
+            {"now": "2026-01-01 00:00:00+00:00"},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO instances (id, org_id, name, status, desired_status, health, "
+                "gpu_count, spot, idempotency_key, created_by_id, created_at, updated_at) "
+                "VALUES ('i', 'o', 'old', 'running', 'running', 'unknown', 8, false, 'k', 'u', "
+                ":now, :now)"
+            ),
+            {"now": "2026-01-01 00:00:00+00:00"},
+        )
+        connection.commit()
+        upgrade_to_head(connection)
+        connection.commit()
+        row = connection.execute(text("SELECT name, attempt, plan FROM instances")).one()
+    assert row[0] == "old" and row[1] == 0 and row[2] in ("[]", [])

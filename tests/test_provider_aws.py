@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,7 +20,7 @@ from brev.providers.base import (
     QuotaExceeded,
     Transient,
 )
-from tests.moto import MotoServer, ec2_error, start_moto
+from tests.moto import MotoServer, ec2_error
 
 SPEC = InstanceSpec(instance_id="a" * 32, org="research", name="a100-brisk-otter", disk_gb=200)
 P4D = Placement(
@@ -35,17 +34,10 @@ P4D = Placement(
 )
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    server = start_moto()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def aws(moto: MotoServer) -> AwsProvider:
-    moto.reset()
-    return AwsProvider(moto.config())
+def aws(moto_server: MotoServer) -> AwsProvider:
+    moto_server.reset()
+    return AwsProvider(moto_server.config())
 
 
 def _inject(aws: AwsProvider, operation: str, code: str, status: int = 400) -> None:

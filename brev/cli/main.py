@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from brev import __version__
-from brev.cli import account, instances, orgs, server, tokens
+from brev.cli import account, instances, lifecycle, orgs, providers, search, server, tokens
 from brev.errors import BrevError
 
 # The order NVIDIA Brev's CLI uses: what you run, how you get in, who you share with, setup.
@@ -64,8 +64,11 @@ app = typer.Typer(
 )
 
 instances.register(app)
+lifecycle.register(app)
+search.register(app)
 app.add_typer(orgs.app, name="org", rich_help_panel="Organization")
 app.add_typer(tokens.app, name="token", rich_help_panel="Organization")
+app.add_typer(providers.app, name="provider", rich_help_panel="Organization")
 account.register(app)
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from importlib.resources import files
 
 from fastapi import FastAPI, Request
@@ -12,9 +15,13 @@ from starlette.exceptions import HTTPException
 
 from brev import __version__, api
 from brev.server.db.engine import make_engine, make_sessionmaker
-from brev.server.errors import ServiceError
+from brev.server.errors import InvalidInput, ServiceError
 from brev.server.metrics import Metrics, MetricsMiddleware
-from brev.server.routers import events, instances, meta, orgs, tokens
+from brev.server.provider_registry import make_provider
+from brev.server.reconciler.loop import Reconciler
+from brev.server.reconciler.steps import Timing
+from brev.server.routers import events, instances, meta, offers, orgs, providers, tokens
+from brev.server.secrets import SecretBox
 from brev.server.settings import ServerSettings
 
 log = logging.getLogger("brev.server")
@@ -23,6 +30,7 @@ log = logging.getLogger("brev.server")
 def create_app(settings: ServerSettings) -> FastAPI:
     engine = make_engine(settings.database_url)
     app = FastAPI(
+        lifespan=_lifespan,
         title="brev control plane",
         version=__version__,
         description="One place where a team gets GPUs. "
@@ -40,14 +48,42 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.metrics = Metrics(app.state.sessions)
+    app.state.secret_box = SecretBox.for_home(settings.home)
+    app.state.reconciler = Reconciler(
+        app.state.sessions,
+        app.state.secret_box,
+        make_provider,
+        interval=settings.reconcile_interval,
+        lease=timedelta(seconds=settings.reconcile_lease),
+        timing=Timing(poll=timedelta(seconds=settings.reconcile_poll)),
+    )
 
     app.include_router(meta.router)
-    for router in (orgs.router, tokens.router, instances.router, events.router):
+    for router in (
+        orgs.router,
+        tokens.router,
+        instances.router,
+        offers.router,
+        providers.router,
+        events.router,
+    ):
         app.include_router(router, prefix=api.API_PREFIX)
     _add_error_handlers(app)
     _add_dashboard(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Runs while the server serves: the reconciler works in the background meanwhile."""
+    settings: ServerSettings = app.state.settings
+    if settings.reconcile:
+        app.state.reconciler.start()
+    try:
+        yield
+    finally:
+        app.state.reconciler.stop()
 
 
 def _error(
@@ -67,6 +103,10 @@ def _field_name(location: tuple[int | str, ...]) -> str:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        if isinstance(exc, InvalidInput):
+            # The same shape as a request validation error: "field: reason", and the field.
+            fields = [api.FieldError(field=exc.field, reason=exc.message)]
+            return _error(exc.status_code, exc.code, f"{exc.field}: {exc.message}", fields)
         return _error(exc.status_code, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)

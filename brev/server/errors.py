@@ -35,3 +35,14 @@ class NotFound(ServiceError):
 class Conflict(ServiceError):
     status_code = 409
     code = "conflict"
+
+
+class InvalidInput(ServiceError):
+    """A request value the API's types accept but the service cannot: a GPU nobody sells."""
+
+    status_code = 422
+    code = "validation_error"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field

@@ -16,6 +16,11 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     admin_email: str = "admin@localhost"
+    # The reconciler: off for a read-only replica (BREV_RECONCILE=0); tests shorten the times.
+    reconcile: bool = True
+    reconcile_interval: float = 1.0
+    reconcile_poll: float = 5.0
+    reconcile_lease: float = 120.0
 
     @classmethod
     def load(
@@ -29,6 +34,10 @@ class ServerSettings:
             host=host or "127.0.0.1",
             port=port or 8080,
             admin_email=os.environ.get("BREV_ADMIN_EMAIL", "admin@localhost"),
+            reconcile=os.environ.get("BREV_RECONCILE", "1") != "0",
+            reconcile_interval=float(os.environ.get("BREV_RECONCILE_INTERVAL", "1")),
+            reconcile_poll=float(os.environ.get("BREV_RECONCILE_POLL", "5")),
+            reconcile_lease=float(os.environ.get("BREV_RECONCILE_LEASE", "120")),
         )
 
     @property

@@ -183,6 +183,7 @@ class Instance(Base):
             postgresql_where=text("deleted_at IS NULL"),
         ),
         Index("ix_instances_status", "status"),
+        Index("ix_instances_next_check_at", "next_check_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -216,6 +217,31 @@ class Instance(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     last_heartbeat_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
+    # The reconciler's bookkeeping. `plan` is the ordered list of placements to try (failover);
+    # `attempt` indexes it and, with `idempotency_key`, names each provider create so a retry
+    # after a crash finds the machine the first call made.
+    startup_script: Mapped[str | None] = mapped_column(Text)
+    plan: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    transient_failures: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    next_check_at: Mapped[datetime | None] = mapped_column(doc="not before: back-off, polling")
+
+
+class ProviderConfig(Base):
+    """An org's credentials for one provider, encrypted at rest (see brev.server.secrets)."""
+
+    __tablename__ = "provider_configs"
+    __table_args__ = (UniqueConstraint("org_id", "provider"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    encrypted_config: Mapped[str] = mapped_column(Text)
+    identity: Mapped[str] = mapped_column(String(255), doc="who the credentials are, not them")
+    created_by_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Event(Base):

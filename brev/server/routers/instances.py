@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from brev import api
 from brev.server.deps import DbSession, InOrg
-from brev.server.services import instances
+from brev.server.services import instance_actions, instances, provisioning
 
 router = APIRouter(tags=["instances"])
 
@@ -14,6 +14,38 @@ def list_instances(session: DbSession, ctx: InOrg) -> list[api.Instance]:
     return instances.list_instances(session, ctx)
 
 
+@router.post("/orgs/{org}/instances/plan")
+def plan_instance(session: DbSession, ctx: InOrg, body: api.InstanceCreate) -> api.InstancePlan:
+    """What `create` would try, in order, without creating anything (`brev create --dry-run`)."""
+    return provisioning.plan(session, ctx, body)
+
+
+@router.post("/orgs/{org}/instances", status_code=201)
+def create_instance(
+    session: DbSession, ctx: InOrg, body: api.InstanceCreate, response: Response
+) -> api.InstanceDetail:
+    """201 and a pending instance; 200 and the first one when the idempotency key was seen."""
+    detail, created = provisioning.create(session, ctx, body)
+    if not created:
+        response.status_code = 200
+    return detail
+
+
 @router.get("/orgs/{org}/instances/{name}")
-def get_instance(session: DbSession, ctx: InOrg, name: str) -> api.Instance:
-    return instances.get_instance(session, ctx, name)
+def get_instance(session: DbSession, ctx: InOrg, name: str) -> api.InstanceDetail:
+    return instances.get_detail(session, ctx, name)
+
+
+@router.post("/orgs/{org}/instances/{name}/start")
+def start_instance(session: DbSession, ctx: InOrg, name: str) -> api.InstanceDetail:
+    return instance_actions.start(session, ctx, name)
+
+
+@router.post("/orgs/{org}/instances/{name}/stop")
+def stop_instance(session: DbSession, ctx: InOrg, name: str) -> api.InstanceDetail:
+    return instance_actions.stop(session, ctx, name)
+
+
+@router.delete("/orgs/{org}/instances/{name}")
+def delete_instance(session: DbSession, ctx: InOrg, name: str) -> api.InstanceDetail:
+    return instance_actions.delete(session, ctx, name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from brev import api
@@ -37,10 +37,22 @@ def record(
 
 
 def list_events(session: Session, ctx: OrgContext, limit: int) -> list[api.Event]:
+    return _newest_first(session, ctx, limit)
+
+
+def for_object(
+    session: Session, ctx: OrgContext, object_id: str, limit: int = 200
+) -> list[api.Event]:
+    return _newest_first(session, ctx, limit, Event.object_id == object_id)
+
+
+def _newest_first(
+    session: Session, ctx: OrgContext, limit: int, *conditions: ColumnElement[bool]
+) -> list[api.Event]:
     rows = session.execute(
         select(Event, User.email)
         .outerjoin(User, User.id == Event.actor_id)
-        .where(Event.org_id == ctx.org.id)
+        .where(Event.org_id == ctx.org.id, *conditions)
         .order_by(Event.id.desc())
         .limit(limit)
     ).all()

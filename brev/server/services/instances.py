@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from brev import api
 from brev.server.db.models import Instance, User
 from brev.server.errors import NotFound
+from brev.server.services import events
 from brev.server.services.scope import OrgContext
 
 # `brev ls` reads every live instance of an org: selecting just the API's columns and
@@ -37,8 +38,39 @@ def list_instances(session: Session, ctx: OrgContext) -> list[api.Instance]:
     return _AS_API.validate_python(list(rows))
 
 
-def get_instance(session: Session, ctx: OrgContext, name: str) -> api.Instance:
-    row = session.execute(_live(ctx).where(Instance.name == name)).mappings().one_or_none()
+def find(
+    session: Session, ctx: OrgContext, name: str, *, include_deleted: bool = False
+) -> Instance:
+    """The org's instance called `name` (the newest, when deleted ones count); NotFound."""
+    query = select(Instance).where(Instance.org_id == ctx.org.id, Instance.name == name)
+    if not include_deleted:
+        query = query.where(Instance.deleted_at.is_(None))
+    row = session.scalars(query.order_by(Instance.created_at.desc()).limit(1)).first()
     if row is None:
         raise NotFound(f"instance '{name}' not found in org '{ctx.org.name}'")
-    return api.Instance.model_validate(dict(row))
+    return row
+
+
+def get_detail(
+    session: Session, ctx: OrgContext, name: str, *, include_deleted: bool = False
+) -> api.InstanceDetail:
+    """Everything `brev show` prints: the instance, its plan, its public address, its events."""
+    instance = find(session, ctx, name, include_deleted=include_deleted)
+    creator = session.get_one(User, instance.created_by_id)
+    history = events.for_object(session, ctx, instance.id)
+    return api.InstanceDetail(
+        **{field: getattr(instance, field) for field in _DETAIL_FIELDS},
+        org=ctx.org.name,
+        created_by=creator.email,
+        provider_ref=instance.provider_ref,
+        public_ip=instance.ssh_host,
+        plan=[api.Placement.model_validate(p) for p in instance.plan],
+        events=history,
+    )
+
+
+_DETAIL_FIELDS = [
+    field
+    for field in api.InstanceDetail.model_fields
+    if field not in ("org", "created_by", "provider_ref", "public_ip", "plan", "events")
+]

@@ -1,0 +1,176 @@
+"""The reconciler's thread: claim due instances, step each in a worker pool, sweep now and then."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from brev.providers.base import Provider
+from brev.server.db.engine import transaction
+from brev.server.db.models import Instance, Org, utcnow
+from brev.server.reconciler import claims, sweep
+from brev.server.reconciler.steps import Change, Recorder, Snapshot, Timing, step
+from brev.server.secrets import SecretBox
+from brev.server.services import events, provider_configs
+
+log = logging.getLogger("brev.reconciler")
+
+ProviderFactory = Callable[[str, dict[str, Any]], Provider]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        box: SecretBox,
+        make_provider: ProviderFactory,
+        *,
+        interval: float = 1.0,
+        lease: timedelta = timedelta(minutes=2),
+        workers: int = 16,
+        timing: Timing | None = None,
+        sweep_every: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.owner = f"reconciler-{uuid.uuid4().hex[:12]}"
+        self._sessions = sessions
+        self._box = box
+        self._make_provider = make_provider
+        self._interval = interval
+        self._lease = lease
+        self._timing = timing or Timing()
+        self._sweep_every = sweep_every
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
+        self._workers = workers
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._providers: dict[tuple[str, str], tuple[str, Provider]] = {}
+        self._providers_lock = threading.Lock()
+        self._in_flight: set[str] = set()
+        self._in_flight_lock = threading.Lock()
+        self._last_sweep = 0.0
+
+    # -- running ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.dispatch()
+                if time.monotonic() - self._last_sweep >= self._sweep_every.total_seconds():
+                    self._last_sweep = time.monotonic()
+                    self._pool.submit(self.sweep)
+            except Exception:  # one bad pass must not end the loop: log and go on
+                log.exception("reconcile pass failed")
+            self._stop.wait(self._interval)
+
+    def dispatch(self) -> int:
+        """Claim what is due and hand each to a worker; how many were handed out."""
+        with self._in_flight_lock:
+            free = self._workers - len(self._in_flight)
+        if free <= 0:
+            return 0
+        with transaction(self._sessions) as session:
+            ids = claims.claim_due(session, self.owner, self._lease, free)
+        for instance_id in ids:
+            with self._in_flight_lock:
+                self._in_flight.add(instance_id)
+            self._pool.submit(self._step_and_release, instance_id)
+        return len(ids)
+
+    def run_once(self) -> int:
+        """Claim and step every due instance, waiting for the steps (tests, `brev` tools)."""
+        with transaction(self._sessions) as session:
+            ids = claims.claim_due(session, self.owner, self._lease, self._workers)
+        for future in [self._pool.submit(self._step_and_release, i) for i in ids]:
+            future.result()
+        return len(ids)
+
+    def sweep(self) -> int:
+        try:
+            return sweep.sweep(self._sessions, self._provider_for_org)
+        except Exception:
+            log.exception("sweep failed")
+            return 0
+
+    # -- one instance -------------------------------------------------------------------
+
+    def _step_and_release(self, instance_id: str) -> None:
+        try:
+            self._step(instance_id)
+        except Exception:
+            log.exception("step of instance %s failed", instance_id)
+            with transaction(self._sessions) as session:
+                row = session.get(Instance, instance_id)
+                if row is not None:
+                    row.next_check_at = utcnow() + self._timing.backoff
+        finally:
+            with transaction(self._sessions) as session:
+                row = session.get(Instance, instance_id)
+                if row is not None:
+                    claims.release(session, row, self.owner)
+            with self._in_flight_lock:
+                self._in_flight.discard(instance_id)
+
+    def _step(self, instance_id: str) -> None:
+        with self._sessions() as session:
+            row = session.get(Instance, instance_id)
+            if row is None or row.lease_owner != self.owner:
+                return
+            org_name = session.get_one(Org, row.org_id).name
+            snapshot = Snapshot.of(row, org_name)
+
+        def write(change: Change) -> None:
+            with transaction(self._sessions) as session:
+                row = session.get_one(Instance, instance_id)
+                for key, value in change.values.items():
+                    setattr(row, key, value)
+                row.updated_at = utcnow()
+                for action, details in change.events:
+                    events.record(
+                        session,
+                        org_id=row.org_id,
+                        actor_id=None,
+                        action=action,
+                        object_type="instance",
+                        object_id=row.id,
+                        object_name=row.name,
+                        details=details,
+                    )
+
+        step(
+            snapshot,
+            lambda name: self._provider_for_org(snapshot.org_id, name),
+            Recorder(write),
+            self._timing,
+        )
+
+    def _provider_for_org(self, org_id: str, name: str) -> Provider:
+        """The org's provider, built once per configuration (clients are costly to make)."""
+        with self._sessions() as session:
+            config = provider_configs.load_config(session, org_id, name, self._box)
+        fingerprint = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+        with self._providers_lock:
+            cached = self._providers.get((org_id, name))
+            if cached is None or cached[0] != fingerprint:
+                cached = (fingerprint, self._make_provider(name, config))
+                self._providers[(org_id, name)] = cached
+            return cached[1]

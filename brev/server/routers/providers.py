@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from brev import api
+from brev.server.deps import DbSession, InOrg
+from brev.server.services import provider_configs
+
+router = APIRouter(tags=["providers"])
+
+
+@router.get("/orgs/{org}/providers")
+def list_providers(session: DbSession, ctx: InOrg) -> list[api.ProviderConfig]:
+    return provider_configs.list_configs(session, ctx)
+
+
+@router.post("/orgs/{org}/providers", status_code=201)
+def add_provider(
+    request: Request, session: DbSession, ctx: InOrg, body: api.ProviderConfigAdd
+) -> api.ProviderConfig:
+    return provider_configs.add(session, ctx, body, request.app.state.secret_box)
+
+
+@router.delete("/orgs/{org}/providers/{provider}", status_code=204)
+def remove_provider(session: DbSession, ctx: InOrg, provider: str) -> Response:
+    provider_configs.remove(session, ctx, provider)
+    return Response(status_code=204)

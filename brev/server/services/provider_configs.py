@@ -1,0 +1,138 @@
+"""An org's cloud credentials: validated when added, encrypted at rest, never shown again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from brev import api
+from brev.providers.base import ProviderError
+from brev.server.db.models import Instance, ProviderConfig, User
+from brev.server.errors import Conflict, InvalidInput, NotFound
+from brev.server.provider_registry import make_provider, provider_names
+from brev.server.secrets import SecretBox
+from brev.server.services import events
+from brev.server.services.scope import OrgContext
+
+REQUIRED_KEYS = {
+    "aws": ("access_key_id", "secret_access_key"),
+    "gcp": ("project",),
+}
+
+
+def add(
+    session: Session, ctx: OrgContext, body: api.ProviderConfigAdd, box: SecretBox
+) -> api.ProviderConfig:
+    """Check the credentials with the provider itself, then store them sealed."""
+    ctx.require_admin("adding provider credentials")
+    if body.provider not in provider_names():
+        known = ", ".join(provider_names())
+        raise InvalidInput("provider", f"unknown provider '{body.provider}'; known: {known}")
+    missing = [k for k in REQUIRED_KEYS.get(body.provider, ()) if not body.config.get(k)]
+    if missing:
+        raise InvalidInput("config", f"{body.provider} needs {', '.join(missing)}")
+    try:
+        identity = make_provider(body.provider, body.config).validate()
+    except ProviderError as error:
+        raise InvalidInput(
+            "config", f"{body.provider} rejected these credentials: {error.message}"
+        ) from None
+    row = session.scalar(
+        select(ProviderConfig).where(
+            ProviderConfig.org_id == ctx.org.id, ProviderConfig.provider == body.provider
+        )
+    )
+    action = "provider.update" if row else "provider.add"
+    if row is None:
+        row = ProviderConfig(org_id=ctx.org.id, provider=body.provider)
+        session.add(row)
+    row.encrypted_config = box.seal(dict(body.config))
+    row.identity = identity[:255]
+    row.created_by_id = ctx.principal.user_id
+    session.flush()
+    events.record(
+        session,
+        org_id=ctx.org.id,
+        actor_id=ctx.principal.user_id,
+        action=action,
+        object_type="provider",
+        object_id=row.id,
+        object_name=body.provider,
+        details={"identity": row.identity},
+    )
+    return _to_api(row, ctx.principal.email)
+
+
+def list_configs(session: Session, ctx: OrgContext) -> list[api.ProviderConfig]:
+    rows = session.execute(
+        select(ProviderConfig, User.email)
+        .join(User, User.id == ProviderConfig.created_by_id)
+        .where(ProviderConfig.org_id == ctx.org.id)
+        .order_by(ProviderConfig.provider)
+    ).all()
+    return [_to_api(row, email) for row, email in rows]
+
+
+def remove(session: Session, ctx: OrgContext, provider: str) -> None:
+    """Refused while instances live there: without credentials nobody could stop them."""
+    ctx.require_admin("removing provider credentials")
+    row = session.scalar(
+        select(ProviderConfig).where(
+            ProviderConfig.org_id == ctx.org.id, ProviderConfig.provider == provider
+        )
+    )
+    if row is None:
+        raise NotFound(f"no {provider} credentials in org '{ctx.org.name}'")
+    live = session.scalar(
+        select(func.count()).where(
+            Instance.org_id == ctx.org.id,
+            Instance.provider == provider,
+            Instance.deleted_at.is_(None),
+        )
+    )
+    if live:
+        raise Conflict(
+            f"{live} instance(s) of org '{ctx.org.name}' still use {provider}; "
+            f"delete them first (`brev ls`, `brev delete NAME`)"
+        )
+    session.delete(row)
+    events.record(
+        session,
+        org_id=ctx.org.id,
+        actor_id=ctx.principal.user_id,
+        action="provider.remove",
+        object_type="provider",
+        object_id=row.id,
+        object_name=provider,
+    )
+
+
+def configured(session: Session, org_id: str) -> list[str]:
+    return list(
+        session.scalars(
+            select(ProviderConfig.provider)
+            .where(ProviderConfig.org_id == org_id)
+            .order_by(ProviderConfig.provider)
+        )
+    )
+
+
+def load_config(session: Session, org_id: str, provider: str, box: SecretBox) -> dict[str, Any]:
+    row = session.scalar(
+        select(ProviderConfig).where(
+            ProviderConfig.org_id == org_id, ProviderConfig.provider == provider
+        )
+    )
+    if row is None:
+        raise NotFound(
+            f"no {provider} credentials for this org: run `brev provider add {provider}`"
+        )
+    return box.open(row.encrypted_config)
+
+
+def _to_api(row: ProviderConfig, added_by: str) -> api.ProviderConfig:
+    return api.ProviderConfig(
+        provider=row.provider, identity=row.identity, added_by=added_by, created_at=row.created_at
+    )
