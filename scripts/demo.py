@@ -1,8 +1,10 @@
 """`make demo`: the main job end to end, on embedded defaults.
 
 Starts a control plane on SQLite in a temporary BREV_HOME, logs the CLI in, creates an org and
-a CI token, lists instances as a CI job would, prints the dashboard URL, and shuts everything
-down. Each step is the real `brev` command, shown as you would type it.
+a CI token, adds AWS credentials, searches offers, creates an A100 instance, lists it as a CI
+job would, deletes it, prints the dashboard URL, and shuts everything down. Each step is the
+real `brev` command, shown as you would type it. The AWS account is moto's EC2 server (a local
+stand-in that speaks the EC2 API), so the demo needs no cloud account and costs nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 BREV = str(Path(sys.executable).parent / "brev")
+MOTO_SERVER = str(Path(sys.executable).parent / "moto_server")
 
 
 def free_port() -> int:
@@ -63,18 +66,32 @@ class Demo:
             raise SystemExit(f"demo failed: `brev {shlex.join(args)}` exited {result.returncode}")
         return result.stdout
 
+    def brev_quiet(self, *args: str) -> str:
+        """A command run without showing it (polling)."""
+        result = subprocess.run([BREV, *args], env=self.env, capture_output=True, text=True)
+        return result.stdout
+
 
 def wait_for(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"brev server exited {server.returncode}:\n{log.read_text()}")
+            raise SystemExit(f"{url} exited {server.returncode}:\n{log.read_text()}")
         try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1):  # noqa: S310 (our own http URL)
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 (our own http URL)
                 return
         except OSError:
             time.sleep(0.1)
-    raise SystemExit(f"brev server did not answer in 30 s:\n{log.read_text()}")
+    raise SystemExit(f"{url} did not answer in 30 s:\n{log.read_text()}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def run(home: Path) -> None:
@@ -83,17 +100,31 @@ def run(home: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     log = home.parent / "server.log"
 
-    demo.step("Start the control plane (SQLite in a temporary BREV_HOME)")
+    demo.step("Start a stand-in AWS (moto's EC2 server) and the control plane")
+    moto_port = free_port()
+    moto_url = f"http://127.0.0.1:{moto_port}"
+    moto_log = home.parent / "moto.log"
+    with moto_log.open("wb") as output:
+        moto = subprocess.Popen(
+            [MOTO_SERVER, "-H", "127.0.0.1", "-p", str(moto_port)],
+            env={**demo.env, "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true"},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    print(f"moto EC2 endpoint on {moto_url}")
     print(f"$ brev server --port {port}        # BREV_HOME={home}")
+    # Quick reconcile passes: the stand-in AWS answers at once, so the demo need not wait.
+    plane_env = {**demo.env, "BREV_RECONCILE_INTERVAL": "0.2", "BREV_RECONCILE_POLL": "0.5"}
     with log.open("wb") as output:
         server = subprocess.Popen(
             [BREV, "server", "--port", str(port)],
-            env=demo.env,
+            env=plane_env,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_for(url, server, log)
+        wait_for(f"{moto_url}/moto-api/", moto, moto_log)
+        wait_for(f"{url}/healthz", server, log)
         print(f"listening on {url}; first start wrote the admin token to {home / 'admin-token'}")
         admin_token = (home / "admin-token").read_text().strip()
         demo.secrets.append(admin_token)
@@ -127,16 +158,35 @@ def run(home: Path) -> None:
             "ls", "--json", env=ci_env, shown="BREV_API_URL=... BREV_TOKEN=$CI_TOKEN brev ls --json"
         )
 
+        demo.step("Add AWS credentials to the org (checked by AWS, stored encrypted)")
+        aws_env = {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo-secret"}
+        demo.brev(
+            "provider", "add", "aws", "--endpoint-url", moto_url, env=aws_env,
+            shown="AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... brev provider add aws",
+        )  # fmt: skip
+        demo.brev("provider", "ls")
+
+        demo.step("Find an A100 machine, then create one")
+        demo.brev("search", "a100:8", "--provider", "aws", "--region", "us-east-1")
+        demo.brev(
+            "create", "a100:8", "--name", "demo-a100", "--provider", "aws", "--region", "us-east-1"
+        )
+        demo.brev("ls")
+        demo.brev("ls", "--json", env=ci_env, shown="BREV_TOKEN=$CI_TOKEN brev ls --json")
+
+        demo.step("Give it back")
+        demo.brev("delete", "demo-a100", "-y")
+        deadline = time.monotonic() + 30
+        while demo.brev_quiet("ls", "--json").strip() != "[]" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        demo.brev("ls")
+
         demo.step("Dashboard")
         print(f"{url}/  (sign in with a token; API reference at {url}/docs)")
     finally:
         demo.step("Shut down")
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
+        stop(moto)
         graceful = "Application shutdown complete" in log.read_text()
         how = "after a graceful shutdown" if graceful else f"exit status {server.returncode}"
         print(f"control plane stopped ({how}); removing {home}")

@@ -25,10 +25,16 @@ def test_the_demo_runs_end_to_end_and_never_prints_a_whole_token() -> None:
         "Created token 'ci' for org 'research'",
         "No instances in org 'research'.",
         "[]",
+        "Added aws credentials to org 'research'",
+        "demo-a100 is running on aws p4d.24xlarge",
+        "Deleting demo-a100.",
         "after a graceful shutdown",
         "demo complete",
     ):
         assert expected in output
     assert re.search(r"http://127\.0\.0\.1:\d+/ ", output), "no dashboard URL"
-    # Tokens appear shortened to their 12-character prefix, never whole.
+    # Tokens appear shortened to their 12-character prefix, never whole; AWS keys never.
     assert not re.search(r"brev_[A-Za-z0-9_-]{20,}", output)
+    assert "demo-secret" not in output
+    # The instance was given back: the last listing is empty again.
+    assert output.rindex("No instances in org 'research'.") > output.index("Deleting demo-a100.")
