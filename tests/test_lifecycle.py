@@ -274,3 +274,33 @@ def test_a_machine_terminated_outside_brev_marks_the_instance_failed(
     instance = aws_org.instance(name)
     assert instance.status == "failed"
     assert "terminated outside brev" in (instance.status_reason or "")
+
+
+def test_a_create_whose_answer_was_lost_is_retried_without_a_second_instance(
+    plane: Plane, aws_org: BrevClient, moto_server: MotoServer
+) -> None:
+    """The CLI re-sends a create after a dropped connection; the idempotency key makes the
+    plane answer with the first instance instead of making another."""
+    import httpx
+
+    from brev.cli.lifecycle import _create_with_retries
+
+    inner = plane.http(plane.admin_token)
+    lost = {"answers": 0}
+
+    class LoseFirstAnswer(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = inner._transport.handle_request(request)
+            if request.method == "POST" and lost["answers"] == 0:
+                lost["answers"] += 1
+                raise httpx.ReadError("connection reset after the request was sent")
+            return response
+
+    flaky = httpx.Client(base_url="http://testserver", transport=LoseFirstAnswer())
+    client = BrevClient("http://testserver", plane.admin_token, org="default", http=flaky)
+    body = A100.model_copy(update={"idempotency_key": "cli-lost-answer-1"})
+    instance = _create_with_retries(client, body)
+    assert lost["answers"] == 1
+    assert [i.id for i in aws_org.instances()] == [instance.id]
+    plane.settle()
+    assert len(_machines(moto_server)) == 1

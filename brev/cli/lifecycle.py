@@ -89,7 +89,7 @@ def create(
                 note(f"Would try, in this order, for {plan.gpu}:")
                 _print_placements(plan.placements)
             return
-        instance = client.create_instance(body)
+        instance = _create_with_retries(client, body)
         note(f"Creating {instance.name}: {len(instance.plan)} placement(s) to try.")
         if not detach:
             instance = _wait(client, instance.name, wait_seconds)
@@ -103,6 +103,21 @@ def create(
     if instance.status == "failed":
         _print_attempts(instance)
         raise BrevError(f"{instance.name} failed: {instance.status_reason}")
+
+
+def _create_with_retries(client: BrevClient, body: api.InstanceCreate) -> api.InstanceDetail:
+    """POST the create, again on a dropped connection: the idempotency key makes a repeat
+    return the instance the first request made, if it got through."""
+    from brev.client import ServerUnreachable
+
+    for attempt in range(3):
+        try:
+            return client.create_instance(body)
+        except ServerUnreachable:
+            if attempt == 2:
+                raise
+            time.sleep(1 + attempt)
+    raise AssertionError("unreachable")
 
 
 def _wait(client: BrevClient, name: str, seconds: int) -> api.InstanceDetail:
