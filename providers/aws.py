@@ -15,6 +15,7 @@ from brev.providers.base import (
     TAG_INSTANCE_ID,
     TAG_MANAGED,
     TAG_ORG,
+    TAG_PLANE,
     CredentialsError,
     InstanceSpec,
     InvalidRequest,
@@ -171,6 +172,7 @@ class AwsProvider:
             {"Key": TAG_INSTANCE_ID, "Value": spec.instance_id},
             {"Key": TAG_ORG, "Value": spec.org},
             {"Key": TAG_MANAGED, "Value": "true"},
+            {"Key": TAG_PLANE, "Value": spec.plane_id},
             {"Key": TAG_IDEMPOTENCY_KEY, "Value": idempotency_key},
         ]
 

@@ -6,8 +6,9 @@ records what it returns. Every call must be safe to repeat:
 
 - `create` with the same idempotency key returns the same machine (AWS ClientToken, GCP
   requestId), so a crash between "the cloud made it" and "the database knows" heals itself;
-- every machine carries TAG_INSTANCE_ID, TAG_ORG and TAG_MANAGED (as tags or labels), so
-  `list_owned` finds machines the database lost track of, and the sweep can delete them;
+- every machine carries TAG_INSTANCE_ID, TAG_ORG, TAG_PLANE and TAG_MANAGED (as tags or
+  labels), so `list_owned` finds machines the database lost track of, and the sweep can
+  delete them;
 - `terminate` of a machine that is already gone succeeds.
 """
 
@@ -22,6 +23,9 @@ from typing import Any, Protocol
 TAG_INSTANCE_ID = "brev-instance-id"
 TAG_ORG = "brev-org"
 TAG_MANAGED = "brev-managed"
+# Which control plane made the machine: the sweep of one plane never touches another's, even
+# when two planes (staging and production, two teams) share a cloud account.
+TAG_PLANE = "brev-plane"
 
 
 class MachineState(StrEnum):
@@ -49,12 +53,13 @@ class Placement:
 
 @dataclass(frozen=True)
 class InstanceSpec:
-    """What to create. `instance_id` and `org` become tags; `name` a human-readable label."""
+    """What to create. `instance_id`, `org` and `plane_id` become tags; `name` a readable label."""
 
     instance_id: str
     org: str
     name: str
     disk_gb: int
+    plane_id: str
     image: str | None = None
     startup_script: str | None = None
     ssh_public_keys: tuple[str, ...] = ()

@@ -26,6 +26,7 @@ from .base import (
     TAG_INSTANCE_ID,
     TAG_MANAGED,
     TAG_ORG,
+    TAG_PLANE,
     CredentialsError,
     InstanceSpec,
     InvalidRequest,
@@ -338,7 +339,11 @@ def _instance_resource(
     if spec.ssh_public_keys:
         keys = "\n".join(f"{SSH_USER}:{key.strip()}" for key in spec.ssh_public_keys)
         items.append({"key": "ssh-keys", "value": keys})
-    labels = {TAG_INSTANCE_ID: label_value(spec.instance_id), TAG_ORG: label_value(spec.org)}
+    labels = {
+        TAG_INSTANCE_ID: label_value(spec.instance_id),
+        TAG_ORG: label_value(spec.org),
+        TAG_PLANE: label_value(spec.plane_id),
+    }
     disk = {
         "source_image": image,
         "disk_size_gb": spec.disk_gb,

@@ -14,7 +14,7 @@ from sqlalchemy import update
 from brev import api
 from brev.client import BrevClient, Conflict, InvalidRequest
 from brev.providers.aws import AwsProvider
-from brev.providers.base import TAG_INSTANCE_ID, TAG_MANAGED
+from brev.providers.base import TAG_INSTANCE_ID, TAG_MANAGED, TAG_PLANE
 from brev.server.db.engine import make_engine, make_sessionmaker, transaction
 from brev.server.db.models import Instance
 from tests.conftest import Plane
@@ -86,6 +86,7 @@ def test_create_runs_on_the_cheapest_offer_and_tags_it(
     assert machine["InstanceId"] == instance.provider_ref
     assert machine["Tags"][TAG_INSTANCE_ID] == instance.id
     assert machine["Tags"][TAG_MANAGED] == "true"
+    assert machine["Tags"][TAG_PLANE] == plane.reconciler.plane_id
     actions = [e.action for e in reversed(instance.events)]
     assert actions == [
         "instance.create",
@@ -229,6 +230,22 @@ def test_without_any_credentials_create_says_what_to_do(plane: Plane, admin: Bre
         admin.create_instance(api.InstanceCreate(gpu="a100"))
 
 
+def _tagged_machine(moto: MotoServer, plane_id: str) -> str:
+    ec2 = AwsProvider(moto.config())._client("us-east-1")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    tags = {TAG_MANAGED: "true", TAG_INSTANCE_ID: "f" * 32, TAG_PLANE: plane_id}
+    machine = ec2.run_instances(
+        ImageId=image,
+        InstanceType="p4d.24xlarge",
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ],
+    )
+    return str(machine["Instances"][0]["InstanceId"])
+
+
 def test_the_sweep_terminates_machines_the_database_does_not_know(
     plane: Plane, aws_org: BrevClient, moto_server: MotoServer
 ) -> None:
@@ -238,26 +255,12 @@ def test_the_sweep_terminates_machines_the_database_does_not_know(
     aws_org.delete_instance(gone.name)
     plane.settle()
     # A machine tagged as ours that no row knows: what a crash or a bug could leave behind.
-    ec2 = AwsProvider(moto_server.config())._client("us-east-1")
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    stray = ec2.run_instances(
-        ImageId=image,
-        InstanceType="p4d.24xlarge",
-        MinCount=1,
-        MaxCount=1,
-        TagSpecifications=[
-            {
-                "ResourceType": "instance",
-                "Tags": [
-                    {"Key": TAG_MANAGED, "Value": "true"},
-                    {"Key": TAG_INSTANCE_ID, "Value": "f" * 32},
-                ],
-            }
-        ],
-    )["Instances"][0]["InstanceId"]
+    stray = _tagged_machine(moto_server, plane_id=plane.reconciler.plane_id)
+    # The same, made by another control plane sharing the account: not ours to judge.
+    other_planes = _tagged_machine(moto_server, plane_id="another-plane")
     assert plane.reconciler.sweep() == 1
-    remaining = [m["InstanceId"] for m in _machines(moto_server)]
-    assert remaining == [aws_org.instance(kept.name).provider_ref]
+    remaining = {m["InstanceId"] for m in _machines(moto_server)}
+    assert remaining == {aws_org.instance(kept.name).provider_ref, other_planes}
     swept = [e for e in aws_org.events() if e.action == "sweep.terminate"]
     assert [e.details["machine"] for e in swept] == [stray]
 
@@ -290,7 +293,7 @@ def test_a_create_whose_answer_was_lost_is_retried_without_a_second_instance(
 
     class LoseFirstAnswer(httpx.BaseTransport):
         def handle_request(self, request: httpx.Request) -> httpx.Response:
-            response = inner._transport.handle_request(request)
+            response: httpx.Response = inner._transport.handle_request(request)
             if request.method == "POST" and lost["answers"] == 0:
                 lost["answers"] += 1
                 raise httpx.ReadError("connection reset after the request was sent")

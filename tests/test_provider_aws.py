@@ -22,7 +22,9 @@ from brev.providers.base import (
 )
 from tests.moto import MotoServer, ec2_error
 
-SPEC = InstanceSpec(instance_id="a" * 32, org="research", name="a100-brisk-otter", disk_gb=200)
+SPEC = InstanceSpec(
+    instance_id="a" * 32, org="research", name="a100-brisk-otter", disk_gb=200, plane_id="p1"
+)
 P4D = Placement(
     instance_type="p4d.24xlarge",
     region="us-east-1",

@@ -13,6 +13,7 @@ from brev.providers.base import (
     TAG_INSTANCE_ID,
     TAG_MANAGED,
     TAG_ORG,
+    TAG_PLANE,
     CredentialsError,
     InstanceSpec,
     InvalidRequest,
@@ -55,6 +56,7 @@ def spec(instance_id: str | None = None, **changes: object) -> InstanceSpec:
         "org": "Acme Corp",
         "name": "training box",
         "disk_gb": 200,
+        "plane_id": "plane-1",
     }
     values.update(changes)
     return InstanceSpec(**values)  # type: ignore[arg-type]
@@ -103,6 +105,7 @@ def test_create_sends_labels_spot_metadata_and_no_accelerators_for_a2(
     assert body["labels"] == {
         TAG_INSTANCE_ID: wanted.instance_id,
         TAG_ORG: "acme-corp",
+        TAG_PLANE: "plane-1",
         TAG_MANAGED: "true",
     }
     assert body["scheduling"]["provisioningModel"] == "SPOT"

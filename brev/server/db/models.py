@@ -71,6 +71,16 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
 
 
+class Plane(Base):
+    """This control plane's identity: one row, made by the migration that added the table.
+    Machines are tagged with it, so a sweep touches only its own plane's machines."""
+
+    __tablename__ = "plane"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class User(Base):
     __tablename__ = "users"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -13,11 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from brev.providers.base import Provider
 from brev.server.db.engine import transaction
-from brev.server.db.models import Instance, Org, utcnow
+from brev.server.db.models import Instance, Org, Plane, utcnow
 from brev.server.reconciler import claims, sweep
 from brev.server.reconciler.steps import Change, Recorder, Snapshot, Timing, step
 from brev.server.secrets import SecretBox
@@ -104,9 +106,14 @@ class Reconciler:
             future.result()
         return len(ids)
 
+    @functools.cached_property
+    def plane_id(self) -> str:
+        with self._sessions() as session:
+            return session.scalars(select(Plane.id)).one()
+
     def sweep(self) -> int:
         try:
-            return sweep.sweep(self._sessions, self._provider_for_org)
+            return sweep.sweep(self._sessions, self._provider_for_org, self.plane_id)
         except Exception:
             log.exception("sweep failed")
             return 0
@@ -136,7 +143,7 @@ class Reconciler:
             if row is None or row.lease_owner != self.owner:
                 return
             org_name = session.get_one(Org, row.org_id).name
-            snapshot = Snapshot.of(row, org_name)
+            snapshot = Snapshot.of(row, org_name, self.plane_id)
 
         def write(change: Change) -> None:
             with transaction(self._sessions) as session:

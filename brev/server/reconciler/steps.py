@@ -47,6 +47,7 @@ class Snapshot:
     id: str
     org_id: str
     org_name: str
+    plane_id: str
     name: str
     status: S
     desired: S
@@ -63,11 +64,12 @@ class Snapshot:
     startup_script: str | None
 
     @classmethod
-    def of(cls, row: Instance, org_name: str) -> Snapshot:
+    def of(cls, row: Instance, org_name: str, plane_id: str) -> Snapshot:
         return cls(
             id=row.id,
             org_id=row.org_id,
             org_name=org_name,
+            plane_id=plane_id,
             name=row.name,
             status=S(row.status),
             desired=S(row.desired_status),
@@ -169,6 +171,7 @@ def provision(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: 
     spec = InstanceSpec(
         instance_id=snap.id,
         org=snap.org_name,
+        plane_id=snap.plane_id,
         name=snap.name,
         disk_gb=snap.disk_gb,
         image=snap.image,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from brev.api import InstanceStatus as S
-from brev.providers.base import TAG_INSTANCE_ID, Machine, Provider, ProviderError
+from brev.providers.base import TAG_INSTANCE_ID, TAG_PLANE, Machine, Provider, ProviderError
 from brev.server.db.engine import transaction
 from brev.server.db.models import Instance, ProviderConfig
 from brev.server.services import events
@@ -24,8 +24,12 @@ log = logging.getLogger("brev.reconciler.sweep")
 ProviderForOrg = Callable[[str, str], Provider]
 
 
-def sweep(sessions: sessionmaker[Session], provider_for_org: ProviderForOrg) -> int:
-    """Terminate every orphan in every org's accounts; how many were terminated."""
+def sweep(sessions: sessionmaker[Session], provider_for_org: ProviderForOrg, plane_id: str) -> int:
+    """Terminate every orphan of this plane in every org's accounts; how many were terminated.
+
+    Machines tagged by another plane (or by none) are never touched: two planes may share an
+    account, and each knows only its own instances.
+    """
     with sessions() as session:
         configs = session.execute(select(ProviderConfig.org_id, ProviderConfig.provider)).all()
     terminated = 0
@@ -41,6 +45,8 @@ def sweep(sessions: sessionmaker[Session], provider_for_org: ProviderForOrg) -> 
             log.warning("sweep of %s for org %s failed: %s", provider_name, org_id, error.message)
             continue
         for machine in machines:
+            if machine.tags.get(TAG_PLANE) != plane_id:
+                continue
             reason = _orphan_reason(sessions, machine)
             if reason is None:
                 continue
