@@ -6,6 +6,7 @@ Every test counts the machines moto holds: the database and the cloud must agree
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -307,3 +308,49 @@ def test_a_create_whose_answer_was_lost_is_retried_without_a_second_instance(
     assert [i.id for i in aws_org.instances()] == [instance.id]
     plane.settle()
     assert len(_machines(moto_server)) == 1
+
+
+def test_two_reconcilers_never_step_the_same_instance(
+    plane: Plane, aws_org: BrevClient, moto_server: MotoServer
+) -> None:
+    """Two replicas on one database: claims keep them apart, so every instance gets one
+    attempt and one machine."""
+    import threading
+
+    from brev.server.provider_registry import make_provider
+    from brev.server.reconciler.loop import Reconciler
+    from brev.server.reconciler.steps import Timing
+
+    names = [aws_org.create_instance(A100).name for _ in range(8)]
+    replicas = [
+        Reconciler(
+            plane.app.state.sessions,
+            plane.app.state.secret_box,
+            make_provider,
+            workers=4,
+            timing=Timing(poll=timedelta(0)),
+        )
+        for _ in range(2)
+    ]
+    start = threading.Barrier(len(replicas))
+
+    def run(reconciler: Reconciler) -> None:
+        start.wait()
+        for _ in range(20):
+            reconciler.run_once()
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in replicas]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for reconciler in replicas:
+        reconciler.stop()
+    plane.settle()
+    for name in names:
+        instance = aws_org.instance(name)
+        assert instance.status == "running", name
+        assert len([e for e in instance.events if e.action == "instance.attempt"]) == 1
+    machines = _machines(moto_server)
+    assert len(machines) == len(names)
+    assert len({m["Tags"][TAG_INSTANCE_ID] for m in machines}) == len(names)

@@ -123,17 +123,19 @@ class Reconciler:
     def _step_and_release(self, instance_id: str) -> None:
         try:
             self._step(instance_id)
+        except claims.LeaseLost:
+            log.warning("lease on instance %s ran out mid-step; another worker has it", instance_id)
         except Exception:
             log.exception("step of instance %s failed", instance_id)
             with transaction(self._sessions) as session:
                 row = session.get(Instance, instance_id)
-                if row is not None:
+                if row is not None and row.lease_owner == self.owner:
                     row.next_check_at = utcnow() + self._timing.backoff
         finally:
             with transaction(self._sessions) as session:
                 row = session.get(Instance, instance_id)
                 if row is not None:
-                    claims.release(session, row, self.owner)
+                    claims.release(row, self.owner)
             with self._in_flight_lock:
                 self._in_flight.discard(instance_id)
 
@@ -148,6 +150,7 @@ class Reconciler:
         def write(change: Change) -> None:
             with transaction(self._sessions) as session:
                 row = session.get_one(Instance, instance_id)
+                claims.renew(row, self.owner, self._lease)
                 for key, value in change.values.items():
                     setattr(row, key, value)
                 row.updated_at = utcnow()
