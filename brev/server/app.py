@@ -14,13 +14,14 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
 from brev import __version__, api
+from brev.catalog.offers import use_overlay
 from brev.server.db.engine import make_engine, make_sessionmaker
 from brev.server.errors import InvalidInput, ServiceError
 from brev.server.metrics import Metrics, MetricsMiddleware
 from brev.server.provider_registry import make_provider
 from brev.server.reconciler.loop import Reconciler
 from brev.server.reconciler.steps import Timing
-from brev.server.routers import events, instances, meta, offers, orgs, providers, tokens
+from brev.server.routers import catalog, events, instances, meta, offers, orgs, providers, tokens
 from brev.server.secrets import SecretBox
 from brev.server.settings import ServerSettings
 
@@ -49,6 +50,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.sessions = make_sessionmaker(engine)
     app.state.metrics = Metrics(app.state.sessions)
     app.state.secret_box = SecretBox.for_home(settings.home)
+    use_overlay(settings.home / "catalog")  # offers refreshed by `brev catalog refresh`
     app.state.reconciler = Reconciler(
         app.state.sessions,
         app.state.secret_box,
@@ -56,6 +58,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         interval=settings.reconcile_interval,
         lease=timedelta(seconds=settings.reconcile_lease),
         timing=Timing(poll=timedelta(seconds=settings.reconcile_poll)),
+        sweep_every=timedelta(seconds=settings.sweep_interval),
     )
 
     app.include_router(meta.router)
@@ -64,6 +67,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         tokens.router,
         instances.router,
         offers.router,
+        catalog.router,
         providers.router,
         events.router,
     ):

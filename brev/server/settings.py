@@ -21,6 +21,7 @@ class ServerSettings:
     reconcile_interval: float = 1.0
     reconcile_poll: float = 5.0
     reconcile_lease: float = 120.0
+    sweep_interval: float = 300.0
 
     @classmethod
     def load(
@@ -38,6 +39,7 @@ class ServerSettings:
             reconcile_interval=float(os.environ.get("BREV_RECONCILE_INTERVAL", "1")),
             reconcile_poll=float(os.environ.get("BREV_RECONCILE_POLL", "5")),
             reconcile_lease=float(os.environ.get("BREV_RECONCILE_LEASE", "120")),
+            sweep_interval=float(os.environ.get("BREV_SWEEP_INTERVAL", "300")),
         )
 
     @property

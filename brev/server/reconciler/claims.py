@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from brev.api import InstanceStatus as S
@@ -19,8 +20,11 @@ def _lease_free(now: object) -> ColumnElement[bool]:
     return or_(Instance.lease_expires_at.is_(None), Instance.lease_expires_at < now)
 
 
-def claim_due(session: Session, owner: str, lease: timedelta, limit: int) -> list[str]:
-    """Lease up to `limit` due instances to `owner`; the ids it won.
+def claim_due(
+    session: Session, owner: str, lease: timedelta, limit: int, busy: Collection[str] = ()
+) -> list[str]:
+    """Lease up to `limit` due instances to `owner`; the ids it won. `busy`: rows this owner is
+    stepping right now, never claimed twice even if their lease ran out.
 
     The claim is the conditional UPDATE (lease still free), so two claimers can never both win
     a row, on any backend; the ids are read back afterwards. On PostgreSQL the candidates are
@@ -36,6 +40,7 @@ def claim_due(session: Session, owner: str, lease: timedelta, limit: int) -> lis
             or_(Instance.status != S.FAILED, Instance.desired_status == S.DELETED),
             or_(Instance.next_check_at.is_(None), Instance.next_check_at <= now),
             _lease_free(now),
+            Instance.id.not_in(busy) if busy else true(),
         )
         .order_by(Instance.next_check_at.is_not(None), Instance.next_check_at, Instance.created_at)
         .limit(limit)
@@ -54,6 +59,16 @@ def claim_due(session: Session, owner: str, lease: timedelta, limit: int) -> lis
         Instance.id.in_(ids), Instance.lease_owner == owner, Instance.lease_expires_at == expires
     )
     return list(session.scalars(won))
+
+
+def extend(session: Session, ids: Collection[str], owner: str, lease: timedelta) -> None:
+    """Keep the leases of steps still in progress (a provider call can outlast a lease)."""
+    if ids:
+        session.execute(
+            update(Instance)
+            .where(Instance.id.in_(list(ids)), Instance.lease_owner == owner)
+            .values(lease_expires_at=utcnow() + lease)
+        )
 
 
 def renew(instance: Instance, owner: str, lease: timedelta) -> None:

@@ -87,11 +87,13 @@ class Reconciler:
     def dispatch(self) -> int:
         """Claim what is due and hand each to a worker; how many were handed out."""
         with self._in_flight_lock:
-            free = self._workers - len(self._in_flight)
-        if free <= 0:
-            return 0
+            busy = set(self._in_flight)
         with transaction(self._sessions) as session:
-            ids = claims.claim_due(session, self.owner, self._lease, free)
+            claims.extend(session, busy, self.owner, self._lease)
+            free = self._workers - len(busy)
+            if free <= 0:
+                return 0
+            ids = claims.claim_due(session, self.owner, self._lease, free, busy)
         for instance_id in ids:
             with self._in_flight_lock:
                 self._in_flight.add(instance_id)

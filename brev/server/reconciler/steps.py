@@ -18,9 +18,11 @@ from typing import Any
 
 from brev.api import InstanceStatus as S
 from brev.providers.base import (
+    TAG_INSTANCE_ID,
     CredentialsError,
     InstanceSpec,
     InvalidRequest,
+    Machine,
     MachineState,
     NoCapacity,
     Placement,
@@ -283,8 +285,20 @@ def converge(
 def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Timing) -> None:
     ref = snap.ref
     if ref is None:
-        # No machine was recorded. One may still exist (a crash mid-create): the sweep finds it
-        # by its tags once this row says deleted.
+        # No machine was recorded, but an attempt may have made one (a crash between the
+        # provider's answer and our write): look for it by its tags rather than leave it to
+        # the next sweep, minutes away.
+        try:
+            for unrecorded in _machines_of_current_attempt(snap, provider_for):
+                provider_for(unrecorded.ref.provider).terminate(unrecorded.ref)
+                out.record("instance.terminated_unrecorded", {"machine": unrecorded.ref.id})
+        except ProviderError as error:
+            out.record(
+                "instance.provider_error",
+                {"reason": error.message},
+                next_check_at=utcnow() + timing.backoff,
+            )
+            return
         out.record("instance.deleted", {}, status=S.DELETED, deleted_at=utcnow(), ssh_host=None)
         return
     provider = provider_for(ref.provider)
@@ -317,6 +331,18 @@ def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Tim
             {"reason": error.message},
             next_check_at=utcnow() + timing.backoff,
         )
+
+
+def _machines_of_current_attempt(snap: Snapshot, provider_for: ProviderFor) -> list[Machine]:
+    if snap.status != S.PROVISIONING or snap.attempt >= len(snap.plan):
+        return []
+    placement = snap.plan[snap.attempt]
+    provider = provider_for(placement["provider"])
+    return [
+        machine
+        for machine in provider.list_owned([placement["region"]])
+        if machine.tags.get(TAG_INSTANCE_ID) == snap.id and machine.state != MachineState.TERMINATED
+    ]
 
 
 def _transient(

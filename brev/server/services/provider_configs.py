@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from brev import api
@@ -85,17 +85,22 @@ def remove(session: Session, ctx: OrgContext, provider: str) -> None:
     )
     if row is None:
         raise NotFound(f"no {provider} credentials in org '{ctx.org.name}'")
-    live = session.scalar(
-        select(func.count()).where(
-            Instance.org_id == ctx.org.id,
-            Instance.provider == provider,
-            Instance.deleted_at.is_(None),
+    live = list(
+        session.scalars(
+            select(Instance.name)
+            .where(
+                Instance.org_id == ctx.org.id,
+                Instance.provider == provider,
+                Instance.deleted_at.is_(None),
+            )
+            .order_by(Instance.name)
         )
     )
     if live:
+        shown = ", ".join(live[:5]) + (f" and {len(live) - 5} more" if len(live) > 5 else "")
         raise Conflict(
-            f"{live} instance(s) of org '{ctx.org.name}' still use {provider}; "
-            f"delete them first (`brev ls`, `brev delete NAME`)"
+            f"{len(live)} instance(s) of org '{ctx.org.name}' still use {provider} ({shown}); "
+            f"delete them first (`brev delete NAME`)"
         )
     session.delete(row)
     events.record(
