@@ -221,6 +221,24 @@ class Offer(_Model):
     spot_price_per_hour: float | None = Field(description="lowest spot USD per hour; null: none")
 
 
+class CatalogSkip(_Model):
+    region: str
+    reason: str
+
+
+class CatalogRefresh(_Model):
+    """What a catalog refresh did for one provider."""
+
+    provider: str
+    rows: int = Field(description="offers of this provider in the catalog after the refresh")
+    regions: list[str] = Field(description="regions refreshed from the provider's API")
+    skipped: list[CatalogSkip] = Field(
+        description="regions not refreshed, and why: their offers stay as they were"
+    )
+    unpriced: int = Field(0, description="offers the API lists with no known price: left out")
+    error: str | None = Field(None, description="why nothing was refreshed; null otherwise")
+
+
 class InstanceCreate(_Model):
     name: Name | None = Field(None, description="generated when absent, e.g. a100-brisk-otter")
     gpu: str | None = Field(None, description="GPU spec: a100, A100:8, a100-80gb, any, cpu")

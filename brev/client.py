@@ -263,6 +263,11 @@ class BrevClient:
             params["provider"] = ",".join(providers)
         return self._get(_OFFERS, self._org_path(org, "/offers"), **params)
 
+    def refresh_catalog(self, org: str | None = None) -> list[api.CatalogRefresh]:
+        """Refresh the plane's offer catalog from the APIs of the org's providers (admins)."""
+        response = self._request("POST", self._org_path(org, "/catalog/refresh"))
+        return _parse(_CATALOG_REFRESHES, response)
+
     def events(self, limit: int = 100, org: str | None = None) -> list[api.Event]:
         return self._get(_EVENTS, self._org_path(org, "/events"), limit=limit)
 
@@ -274,6 +279,7 @@ _INSTANCES = TypeAdapter(list[api.Instance], config=ConfigDict(defer_build=True)
 _EVENTS = TypeAdapter(list[api.Event], config=ConfigDict(defer_build=True))
 _PROVIDERS = TypeAdapter(list[api.ProviderConfig], config=ConfigDict(defer_build=True))
 _OFFERS = TypeAdapter(list[api.Offer], config=ConfigDict(defer_build=True))
+_CATALOG_REFRESHES = TypeAdapter(list[api.CatalogRefresh], config=ConfigDict(defer_build=True))
 
 
 def _checked_url(url: str) -> str:

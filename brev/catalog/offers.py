@@ -1,14 +1,20 @@
-"""The shipped offer catalog (brev/catalog/data/*.csv) and the search over it.
+"""The offer catalog (brev/catalog/data/*.csv, or a refreshed overlay) and the search over it.
 
-The catalog is read on first use, never at import, and kept for the life of the process:
-about 1,400 rows, a few milliseconds with the csv module. A search filters and sorts every
-row; there are too few rows for an index to pay off.
+The catalog is read on first use, never at import, and kept for the life of the process (until
+`reload_catalog`): about 1,400 rows, a few milliseconds with the csv module. A search filters
+and sorts every row; there are too few rows for an index to pay off.
+
+A control plane may keep a refreshed copy of a provider's file (`brev catalog refresh`, written
+by brev.catalog.refresh) in an overlay folder, `$BREV_HOME/catalog`, set with `use_overlay`.
+An overlay file that is present and readable replaces that provider's shipped file; one that is
+corrupt is logged and ignored, so the shipped data always remains to fall back on.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -21,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
 SORT_KEYS = ("price", "vram", "gpus")
+log = logging.getLogger("brev.catalog")
 
 
 class UnknownProvider(ValueError):
@@ -141,13 +148,59 @@ def _read_offers(path: Path) -> list[CatalogOffer]:
         ]
 
 
+# Where refreshed provider files live; None (the default, and the CLI's): shipped data only.
+_overlay_dir: Path | None = None
+
+
+def use_overlay(directory: Path | None) -> None:
+    """Read refreshed provider files from `directory` (a server: $BREV_HOME/catalog) from now on;
+    None: the shipped files only. The catalog is read again on its next use."""
+    global _overlay_dir
+    _overlay_dir = directory
+    reload_catalog()
+
+
+def overlay_dir() -> Path | None:
+    return _overlay_dir
+
+
+def reload_catalog() -> None:
+    """Forget the loaded catalog (after a refresh wrote an overlay): the next use reads it again."""
+    load_catalog.cache_clear()
+
+
+def shipped_offers(provider: str) -> list[CatalogOffer]:
+    """The offers of one provider's shipped file, whatever any overlay says."""
+    return _read_offers(DATA_DIR / f"{provider}.csv")
+
+
 @functools.cache
 def load_catalog() -> Catalog:
-    """Every offer of the CSVs shipped in brev/catalog/data (built by scripts/build_catalog.py)."""
+    """Every offer of the CSVs shipped in brev/catalog/data (built by scripts/build_catalog.py),
+    each provider's file replaced by its overlay where `use_overlay` set one that is usable."""
     offers: list[CatalogOffer] = []
     for path in sorted(DATA_DIR.glob("*.csv")):
-        offers += _read_offers(path)
+        offers += _overlaid(path)
     return Catalog.of(offers)
+
+
+def _overlaid(shipped: Path) -> list[CatalogOffer]:
+    directory = _overlay_dir
+    if directory is not None:
+        overlay = directory / shipped.name
+        try:
+            offers = _read_offers(overlay)
+            wrong = {offer.provider for offer in offers} - {shipped.stem}
+            if not offers or wrong:
+                raise ValueError("no offers" if not offers else f"rows of provider {wrong}")
+            return offers
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, csv.Error) as exc:  # UnicodeDecodeError is a ValueError
+            log.warning(
+                "ignoring the refreshed catalog %s (%s); using the shipped one", overlay, exc
+            )
+    return _read_offers(shipped)
 
 
 def check_providers(names: Iterable[str], catalog: Catalog | None = None) -> frozenset[str]:

@@ -9,7 +9,17 @@ import typer
 from typer.core import TyperGroup
 
 from brev import __version__
-from brev.cli import account, instances, lifecycle, orgs, providers, search, server, tokens
+from brev.cli import (
+    account,
+    catalog,
+    instances,
+    lifecycle,
+    orgs,
+    providers,
+    search,
+    server,
+    tokens,
+)
 from brev.errors import BrevError
 
 # The order NVIDIA Brev's CLI uses: what you run, how you get in, who you share with, setup.
@@ -70,6 +80,7 @@ app.add_typer(orgs.app, name="org", rich_help_panel="Organization")
 app.add_typer(tokens.app, name="token", rich_help_panel="Organization")
 app.add_typer(providers.app, name="provider", rich_help_panel="Organization")
 account.register(app)
+app.add_typer(catalog.app, name="catalog", rich_help_panel="Configuration")
 
 
 @app.command(rich_help_panel=account.PANEL)

@@ -1,0 +1,38 @@
+"""The offer catalog's upkeep: `POST /orgs/{org}/catalog/refresh`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+
+from brev import api
+from brev.server.db.engine import transaction
+from brev.server.deps import get_org_context, get_principal
+from brev.server.services import catalog_refresh
+
+router = APIRouter(tags=["catalog"])
+
+
+@router.post(
+    "/orgs/{org}/catalog/refresh",
+    responses={
+        403: {"model": api.ErrorBody, "description": "the caller is not an admin of the org"},
+        409: {"model": api.ErrorBody, "description": "a refresh is already running"},
+    },
+)
+def refresh_catalog(
+    request: Request, org: Annotated[str, Path(description="org name")]
+) -> list[api.CatalogRefresh]:
+    """Refresh the offer catalog from the APIs of the providers this org has credentials for
+    (admins only). One result per provider; an empty list when the org has none. A region
+    whose calls fail is skipped and named, and keeps its offers; nothing changes on failure."""
+    state = request.app.state
+    # Not the DbSession dependency: its transaction would stay open while clouds answer.
+    with transaction(state.sessions) as session:
+        ctx = get_org_context(session, get_principal(request, session), org)
+        job = catalog_refresh.prepare(session, ctx, state.secret_box)
+    results = catalog_refresh.run(job, state.settings.home / "catalog")
+    with transaction(state.sessions) as session:
+        catalog_refresh.record(session, job, results)
+    return results
