@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from brev.providers.base import (
@@ -90,7 +91,13 @@ def _retry_config() -> Any:
 
     # One attempt per call: the reconciler decides what to retry (a capacity error should move
     # to the next zone at once, not wait out botocore's back-off).
-    return Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60)
+    # As many connections as the reconciler has workers, which share one client per region.
+    return Config(
+        retries={"total_max_attempts": 1},
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=32,
+    )
 
 
 class AwsProvider:
@@ -99,11 +106,17 @@ class AwsProvider:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self._config = dict(config)
         self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
         self._zone_names: dict[str, dict[str, str]] = {}
+        # Looked up once per region: a create then makes two EC2 calls instead of four.
+        self._default_images: dict[str, str] = {}
+        self._security_groups: dict[str, str] = {}
 
     def _client(self, region: str, service: str = "ec2") -> Any:
         key = f"{service}:{region}"
-        if key not in self._clients:
+        with self._clients_lock:
+            if key in self._clients:
+                return self._clients[key]
             import boto3
 
             session = boto3.session.Session(
@@ -115,7 +128,7 @@ class AwsProvider:
             self._clients[key] = session.client(
                 service, endpoint_url=self._config.get("endpoint_url"), config=_retry_config()
             )
-        return self._clients[key]
+            return self._clients[key]
 
     def _call(self, region: str, operation: str, **kwargs: Any) -> Any:
         try:
@@ -138,12 +151,15 @@ class AwsProvider:
         if existing is not None:
             return existing
         request: dict[str, Any] = {
-            "ImageId": spec.image or self._default_image(region),
+            "ImageId": spec.image
+            or self._cached(self._default_images, region, self._default_image),
             "InstanceType": placement.instance_type,
             "MinCount": 1,
             "MaxCount": 1,
             "ClientToken": idempotency_key[:64],
-            "SecurityGroupIds": [self._ssh_security_group(region)],
+            "SecurityGroupIds": [
+                self._cached(self._security_groups, region, self._ssh_security_group)
+            ],
             "UserData": base64.b64encode(user_data(spec).encode()).decode(),
             "BlockDeviceMappings": [
                 {
@@ -175,6 +191,12 @@ class AwsProvider:
             {"Key": TAG_PLANE, "Value": spec.plane_id},
             {"Key": TAG_IDEMPOTENCY_KEY, "Value": idempotency_key},
         ]
+
+    @staticmethod
+    def _cached(cache: dict[str, str], region: str, look_up: Callable[[str], str]) -> str:
+        if region not in cache:
+            cache[region] = look_up(region)
+        return cache[region]
 
     def _find_by_key(self, region: str, idempotency_key: str) -> Machine | None:
         filters = [

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from brev import __version__, api
 from brev.catalog.offers import use_overlay
+from brev.server.admission import AdmissionLimit
 from brev.server.db.engine import make_engine, make_sessionmaker
 from brev.server.errors import InvalidInput, ServiceError
 from brev.server.metrics import Metrics, MetricsMiddleware
@@ -26,6 +27,9 @@ from brev.server.secrets import SecretBox
 from brev.server.settings import ServerSettings
 
 log = logging.getLogger("brev.server")
+
+# Fewer than the 40 threads FastAPI runs sync code on, and than the connection pool.
+ADMITTED_REQUESTS = 20
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
@@ -74,6 +78,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         app.include_router(router, prefix=api.API_PREFIX)
     _add_error_handlers(app)
     _add_dashboard(app)
+    # Outermost after metrics: queued requests wait here, outside the thread pool.
+    app.add_middleware(AdmissionLimit, limit=ADMITTED_REQUESTS)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
 

@@ -13,6 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from brev.errors import BrevError
 
 SUPPORTED = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB"
+# Connections per process: the requests admitted at once (brev.server.admission, 20) plus the
+# reconciler's workers (16), with room to spare.
+POOL_SIZE = 20
+POOL_OVERFLOW = 30
 
 
 class DatabaseUnavailable(BrevError):
@@ -52,10 +56,14 @@ def make_engine(database_url: str) -> Engine:
         engine = create_engine(
             database_url,
             connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
         )
         event.listen(engine, "connect", _configure_sqlite)
         return engine
-    return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        database_url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+    )
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, or_, select, true, update
+from sqlalchemy import ColumnElement, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from brev.api import InstanceStatus as S
@@ -42,7 +42,9 @@ def claim_due(
             _lease_free(now),
             Instance.id.not_in(busy) if busy else true(),
         )
-        .order_by(Instance.next_check_at.is_not(None), Instance.next_check_at, Instance.created_at)
+        # Longest-waiting first: a new row (no check time yet) queues behind rows due since
+        # before it was made, so a stream of creates cannot starve the polls of older ones.
+        .order_by(func.coalesce(Instance.next_check_at, Instance.created_at), Instance.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )

@@ -195,7 +195,7 @@ def provision(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: 
     except (NoCapacity, QuotaExceeded) as error:
         out.record(
             "instance.attempt_failed",
-            {"attempt": snap.attempt + 1, **where, "reason": error.message},
+            {"attempt": snap.attempt + 1, **where, "code": error.code, "reason": error.message},
             attempt=snap.attempt + 1,
             transient_failures=0,
             next_check_at=None,
