@@ -149,8 +149,8 @@ def provision(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: 
             "instance.failed",
             {"reason": "every placement failed"},
             status=S.FAILED,
-            status_reason=f"no capacity: all {len(snap.plan)} placement(s) failed; "
-            f"`brev show {snap.name}` lists each attempt",
+            status_reason=f"all {len(snap.plan)} placement(s) failed (no capacity or no "
+            f"quota); `brev show {snap.name}` lists each attempt and why",
         )
         return
     placement = snap.plan[snap.attempt]
