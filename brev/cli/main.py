@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 from brev import __version__
 from brev.cli import (
     account,
+    agent,
     catalog,
     instances,
     lifecycle,
@@ -81,6 +82,7 @@ app.add_typer(tokens.app, name="token", rich_help_panel="Organization")
 app.add_typer(providers.app, name="provider", rich_help_panel="Organization")
 account.register(app)
 app.add_typer(catalog.app, name="catalog", rich_help_panel="Configuration")
+app.add_typer(agent.app, name="agent", rich_help_panel="Configuration")
 
 
 @app.command(rich_help_panel=account.PANEL)

@@ -1,0 +1,72 @@
+"""GPUs through NVML (`nvidia-ml-py`, imported as `pynvml`): no process to start per sample.
+
+Importing this module raises ImportError where nvidia-ml-py is not installed; the collector
+then uses nvidia-smi. A value NVML does not support on a GPU is None, as with nvidia-smi.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pynvml  # type: ignore[import-not-found, unused-ignore]
+
+from brev.agent.report import GpuProcess, GpuSample
+
+T = TypeVar("T")
+
+
+def _maybe(read: Callable[[], T]) -> T | None:
+    try:
+        return read()
+    except pynvml.NVMLError:
+        return None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_gpus() -> tuple[list[GpuSample], str | None, str | None]:
+    pynvml.nvmlInit()
+    try:
+        driver = _maybe(lambda: _text(pynvml.nvmlSystemGetDriverVersion()))
+        cuda_raw = _maybe(pynvml.nvmlSystemGetCudaDriverVersion_v2)
+        cuda = f"{cuda_raw // 1000}.{cuda_raw % 1000 // 10}" if cuda_raw else None
+        gpus = [_sample(index) for index in range(pynvml.nvmlDeviceGetCount())]
+        return gpus, driver, cuda
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _sample(index: int) -> GpuSample:
+    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    memory = _maybe(lambda: pynvml.nvmlDeviceGetMemoryInfo(handle))
+    rates = _maybe(lambda: pynvml.nvmlDeviceGetUtilizationRates(handle))
+    power = _maybe(lambda: pynvml.nvmlDeviceGetPowerUsage(handle))
+    limit = _maybe(lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(handle))
+    mig = _maybe(lambda: pynvml.nvmlDeviceGetMigMode(handle))
+    processes = _maybe(lambda: pynvml.nvmlDeviceGetComputeRunningProcesses(handle)) or []
+    return GpuSample(
+        index=index,
+        uuid=_text(pynvml.nvmlDeviceGetUUID(handle)),
+        name=_text(pynvml.nvmlDeviceGetName(handle)),
+        bus_id=_maybe(lambda: _text(pynvml.nvmlDeviceGetPciInfo(handle).busId)),
+        memory_total_mib=memory.total / 2**20 if memory else None,
+        memory_used_mib=memory.used / 2**20 if memory else None,
+        unified_memory=False,
+        utilization_gpu_pct=float(rates.gpu) if rates else None,
+        utilization_memory_pct=float(rates.memory) if rates else None,
+        temperature_c=_maybe(lambda: float(pynvml.nvmlDeviceGetTemperature(handle, 0))),
+        power_draw_w=power / 1000 if power is not None else None,
+        power_limit_w=limit / 1000 if limit is not None else None,
+        mig_mode=("Enabled" if mig[0] else "Disabled") if mig else None,
+        processes=[
+            GpuProcess(
+                pid=p.pid,
+                name="",
+                used_memory_mib=p.usedGpuMemory / 2**20 if p.usedGpuMemory else None,
+            )
+            for p in processes
+        ],
+    )

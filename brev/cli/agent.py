@@ -1,0 +1,65 @@
+"""brev agent collect: what the agent sees on this host, for a maintainer to read."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from brev.cli.output import note, print_json, print_table
+
+app = typer.Typer(
+    help="The agent that reports a host's GPUs.", no_args_is_help=True, rich_markup_mode=None
+)
+
+
+@app.command("collect")
+def collect(
+    once: Annotated[bool, typer.Option("--once", help="one report (the only mode for now)")] = True,
+    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    nvml: Annotated[bool, typer.Option(help="use NVML when nvidia-ml-py is installed")] = True,
+) -> None:
+    """Collect one report of this host's GPUs and print it."""
+    from brev.agent.collect import collect as collect_report
+
+    report = collect_report(prefer_nvml=nvml)
+    if json_output:
+        print_json(report.as_json())
+        return
+    host = report.host
+    note(
+        f"{host.hostname}: {host.os}, {host.arch}, {host.cpu_count} CPUs, "
+        f"driver {report.driver_version or '-'}, CUDA {report.cuda_version or '-'} "
+        f"(via {report.source})"
+    )
+    for problem in report.problems:
+        note(f"note: {problem}")
+    if not report.gpus:
+        note("no NVIDIA GPUs: this is a CPU host")
+        return
+    print_table(
+        ["gpu", "name", "memory", "util", "temp", "power", "processes"],
+        [
+            [
+                str(g.index),
+                g.name,
+                _memory(g.memory_used_mib, g.memory_total_mib)
+                + (" (unified)" if g.unified_memory else ""),
+                _unit(g.utilization_gpu_pct, "%"),
+                _unit(g.temperature_c, "C"),
+                _unit(g.power_draw_w, "W"),
+                str(len(g.processes)),
+            ]
+            for g in report.gpus
+        ],
+    )
+
+
+def _unit(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:.0f}{unit}"
+
+
+def _memory(used: float | None, total: float | None) -> str:
+    if total is None:
+        return "-"
+    return f"{(used or 0) / 1024:.1f}/{total / 1024:.1f} GiB"
