@@ -165,3 +165,12 @@ def test_brev_agent_collect_once_json(tmp_path: Path) -> None:
     assert report["source"] in ("nvidia-smi", "nvml")
     assert len(report["gpus"]) == 2
     assert set(report["host"]) >= {"hostname", "cpu_count", "ssh_host_keys", "ssh_sessions"}
+
+
+def test_process_names_come_from_proc(tmp_path: Path) -> None:
+    from brev.agent.host import process_name
+
+    (tmp_path / "568").mkdir()
+    (tmp_path / "568" / "cmdline").write_bytes(b"/opt/torch/.venv/bin/python\0-c\0...")
+    assert process_name(568, tmp_path) == "/opt/torch/.venv/bin/python"
+    assert process_name(999, tmp_path) == ""

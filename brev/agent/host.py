@@ -54,6 +54,16 @@ def ssh_sessions(proc: Path = PROC) -> int:
     return count
 
 
+def process_name(pid: int, proc: Path = PROC) -> str:
+    """A process's program as nvidia-smi names it (argv[0]); "" when it is gone."""
+    try:
+        return (
+            (proc / str(pid) / "cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
 def _uptime(proc: Path = PROC) -> float | None:
     try:
         return float((proc / "uptime").read_text().split()[0])

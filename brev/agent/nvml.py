@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import pynvml  # type: ignore[import-not-found, unused-ignore]
 
+from brev.agent.host import process_name
 from brev.agent.report import GpuProcess, GpuSample
 
 T = TypeVar("T")
@@ -39,9 +40,21 @@ def read_gpus() -> tuple[list[GpuSample], str | None, str | None]:
         pynvml.nvmlShutdown()
 
 
+def _memory(handle: Any) -> Any:
+    """v2 where the driver has it: v1 counts the driver's reserved memory as used (615 MiB on
+    an idle H200 that nvidia-smi shows as 0 MiB used)."""
+    version = getattr(pynvml, "nvmlMemory_v2", None)
+    if version is not None:
+        try:
+            return pynvml.nvmlDeviceGetMemoryInfo(handle, version=version)
+        except (pynvml.NVMLError, TypeError):
+            pass
+    return pynvml.nvmlDeviceGetMemoryInfo(handle)
+
+
 def _sample(index: int) -> GpuSample:
     handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-    memory = _maybe(lambda: pynvml.nvmlDeviceGetMemoryInfo(handle))
+    memory = _maybe(lambda: _memory(handle))
     rates = _maybe(lambda: pynvml.nvmlDeviceGetUtilizationRates(handle))
     power = _maybe(lambda: pynvml.nvmlDeviceGetPowerUsage(handle))
     limit = _maybe(lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(handle))
@@ -64,7 +77,7 @@ def _sample(index: int) -> GpuSample:
         processes=[
             GpuProcess(
                 pid=p.pid,
-                name="",
+                name=process_name(p.pid),  # NVML has pids only
                 used_memory_mib=p.usedGpuMemory / 2**20 if p.usedGpuMemory else None,
             )
             for p in processes
