@@ -19,41 +19,30 @@ PASS/MISS against the targets. Exits 0 either way: it is a benchmark, not a test
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import json
-import os
 import platform
 import random
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 from sqlalchemy import select
 
 from brev.server.db.engine import make_engine, make_sessionmaker, transaction
 from brev.server.db.models import Instance, Membership, Org, User
 
-PYTHON = Path(sys.executable)
-BREV = PYTHON.parent / "brev"
+if TYPE_CHECKING:  # mypy roots modules at the repository; see bench/harness.py
+    from bench import harness
+else:
+    import harness
+
+PYTHON, BREV = harness.PYTHON, harness.BREV
 ORG = "default"
 INSTANCES = 1_000
-WARMUP_ROUNDS = 2
-MIN_RUNS = 10
-MAX_RUNS = 200
-SERVER_START_TIMEOUT_S = 30.0
-COMMAND_TIMEOUT_S = 30.0
 # Measuring stops after this many seconds even when fewer than --runs rounds are done (never
 # before MIN_RUNS), so the whole benchmark stays under two minutes on a slow machine.
 MEASURE_BUDGET_S = 75.0
@@ -76,91 +65,6 @@ SHAPES = [
     ("RTX-6000-Ada", "RTX6000:2", 2, "crusoe", "us-northcentral1", "l40s-48gb.2x", 3.18),
 ]
 TEAMS = ["train", "eval", "infer", "data", "research", "ft", "rl", "bench"]
-
-
-@dataclass
-class Plane:
-    home: Path
-    url: str
-    token: str
-
-
-@dataclass
-class Timings:
-    samples: dict[str, list[float]] = field(default_factory=dict)
-
-    def add(self, name: str, seconds: float) -> None:
-        self.samples.setdefault(name, []).append(seconds * 1000.0)
-
-    def median(self, name: str) -> float:
-        return statistics.median(self.samples[name])
-
-    def p90(self, name: str) -> float:
-        return statistics.quantiles(self.samples[name], n=10, method="inclusive")[-1]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_environment(home: Path) -> dict[str, str]:
-    """This process's environment without anything that points brev or Python elsewhere."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("BREV_", "PYTHON")) or key == "PYTHONHASHSEED"
-    }
-    env["BREV_HOME"] = str(home)
-    return env
-
-
-@contextmanager
-def control_plane(home: Path) -> Iterator[Plane]:
-    """`brev server` on a free port with BREV_HOME=home; stopped on the way out, however."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = home / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(BREV), "server", "--port", str(port)],
-            # The seeded instances stand for no real machine: keep the reconciler off them.
-            env={**clean_environment(home), "BREV_RECONCILE": "0"},
-            cwd=home,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until_healthy(url, process, log_path)
-        token = (home / "admin-token").read_text().strip()
-        yield Plane(home=home, url=url, token=token)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    with httpx.Client(base_url=url, timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"brev server exited with {process.returncode}:\n{log_path.read_text()}"
-                )
-            try:
-                if client.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-    raise RuntimeError(f"brev server not healthy after {SERVER_START_TIMEOUT_S:.0f}s")
 
 
 def seed_instances(home: Path, count: int) -> None:
@@ -212,43 +116,6 @@ def seed_instances(home: Path, count: int) -> None:
         engine.dispose()
 
 
-def command_runner(argv: list[str], env: dict[str, str], cwd: Path) -> Callable[[], float]:
-    """A function that runs argv once, stdout and stderr to pipes, and returns its wall time."""
-
-    def run() -> float:
-        started = time.perf_counter()
-        done = subprocess.run(
-            argv,
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=COMMAND_TIMEOUT_S,
-            check=False,
-        )
-        elapsed = time.perf_counter() - started
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(argv)} exited with {done.returncode}:\n{done.stderr.decode()}"
-            )
-        return elapsed
-
-    return run
-
-
-def http_runner(client: httpx.Client, path: str) -> Callable[[], float]:
-    """A function that GETs path once on a kept-alive connection and returns its wall time."""
-
-    def run() -> float:
-        started = time.perf_counter()
-        response = client.get(path)
-        elapsed = time.perf_counter() - started
-        response.raise_for_status()
-        return elapsed
-
-    return run
-
-
 def check_outputs(env: dict[str, str], cwd: Path, count: int) -> None:
     """`brev ls` prints a header and one line per instance; `--json` a list of them."""
     listing = subprocess.run(
@@ -264,24 +131,6 @@ def check_outputs(env: dict[str, str], cwd: Path, count: int) -> None:
         raise RuntimeError("brev ls --json did not list every instance")
 
 
-def measure(runners: dict[str, Callable[[], float]], runs: int) -> tuple[Timings, int]:
-    """Round-robin: every round runs each command once, starting one further each round."""
-    names = list(runners)
-    timings = Timings()
-    deadline: float | None = None
-    for round_number in range(-WARMUP_ROUNDS, runs):
-        if round_number == 0:
-            deadline = time.monotonic() + MEASURE_BUDGET_S
-        elif deadline is not None and round_number >= MIN_RUNS and time.monotonic() > deadline:
-            return timings, round_number
-        offset = round_number % len(names)
-        for name in names[offset:] + names[:offset]:
-            elapsed = runners[name]()
-            if round_number >= 0:
-                timings.add(name, elapsed)
-    return timings, runs
-
-
 def install_mode() -> str:
     """How brev is installed in this venv: an editable install hooks every Python start."""
     try:
@@ -293,76 +142,60 @@ def install_mode() -> str:
     return "regular (wheel)"
 
 
-def report(timings: Timings, rounds: int, runs: int, response_bytes: int) -> None:
-    print(f"python   {platform.python_implementation()} {sys.version.split()[0]} ({PYTHON})")
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    print(f"machine  {platform.machine()}, {os.cpu_count()} CPUs (usable: {affinity or '?'})")
+def verdict(name: str, ratio: float) -> str:
+    target = TARGETS.get(name)
+    if target is None:
+        return ""
+    return f"<= {target:g}x {'PASS' if ratio <= target else 'MISS'}"
+
+
+def report(timings: harness.Timings, rounds: int, runs: int, response_bytes: int) -> None:
+    print(harness.python_line())
+    print(harness.machine_line())
     print(f"platform {platform.platform()}")
     print(f"brev     {install_mode()}")
     print(
         f"data     {INSTANCES} instances in org '{ORG}', "
         f"GET /instances body {response_bytes / 1024:.0f} KiB"
     )
-    note = "" if rounds == runs else f" (time budget reached; --runs {runs} asked)"
-    print(f"rounds   {rounds} measured, {WARMUP_ROUNDS} warm-up, round-robin{note}")
+    print(harness.rounds_line(rounds, runs))
     print()
     baseline = timings.median(BASELINE)
     width = max(len(name) for name in timings.samples)
-    print(f"{'command':<{width}}  {'median ms':>9}  {'p90 ms':>8}  {'x python':>8}  target")
+    print(harness.table_header("command", width, "x python"))
     for name in timings.samples:
-        median = timings.median(name)
-        ratio = median / baseline
-        target = TARGETS.get(name)
-        verdict = ""
-        if target is not None:
-            verdict = f"<= {target:g}x {'PASS' if ratio <= target else 'MISS'}"
-        line = f"{name:<{width}}  {median:>9.1f}  {timings.p90(name):>8.1f}  {ratio:>7.2f}x"
-        print(f"{line}  {verdict}".rstrip())
+        print(timings.row(name, width, baseline, verdict(name, timings.median(name) / baseline)))
     print()
     print("x python: median / median of `python -c pass` (same venv python, same rounds).")
     print("no site: the same python with -S; the gap to `python -c pass` is site + .pth files.")
     print("GET row: the request alone, in this process, on a kept-alive httpx connection.")
 
 
-def positive_runs(text: str) -> int:
-    value = int(text)
-    if not MIN_RUNS <= value <= MAX_RUNS:
-        raise argparse.ArgumentTypeError(f"must be between {MIN_RUNS} and {MAX_RUNS}")
-    return value
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--runs", type=positive_runs, default=15, help="measured rounds (default 15, min 10)"
-    )
-    args = parser.parse_args()
-    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the server stops and the dir goes.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if not BREV.exists():
-        sys.exit(f"no brev script at {BREV}: install the package into this venv first")
+    runs = harness.parse_runs(__doc__)
+    harness.exit_on_sigterm()
+    harness.require_brev()
 
     home = Path(tempfile.mkdtemp(prefix="brev-bench-"))
     try:
-        with control_plane(home) as plane:
+        # The seeded instances stand for no real machine: keep the reconciler off them.
+        with harness.control_plane(home, env={"BREV_RECONCILE": "0"}) as plane:
             seed_instances(home, INSTANCES)
-            env = clean_environment(home)
-            env.update(BREV_API_URL=plane.url, BREV_TOKEN=plane.token, BREV_ORG=ORG)
+            env = plane.cli_environment(ORG)
             check_outputs(env, home, INSTANCES)
             path = f"/api/v1/orgs/{ORG}/instances"
-            headers = {"Authorization": f"Bearer {plane.token}"}
-            with httpx.Client(base_url=plane.url, headers=headers, timeout=30.0) as client:
+            with plane.http() as client:
                 response_bytes = len(client.get(path).content)
                 runners = {
-                    BASELINE: command_runner([str(PYTHON), "-c", "pass"], env, home),
-                    NO_SITE: command_runner([str(PYTHON), "-S", "-c", "pass"], env, home),
-                    "brev --help": command_runner([str(BREV), "--help"], env, home),
-                    "brev ls": command_runner([str(BREV), "ls"], env, home),
-                    "brev ls --json": command_runner([str(BREV), "ls", "--json"], env, home),
-                    f"GET {path}": http_runner(client, path),
+                    BASELINE: harness.command_runner([PYTHON, "-c", "pass"], env, home),
+                    NO_SITE: harness.command_runner([PYTHON, "-S", "-c", "pass"], env, home),
+                    "brev --help": harness.command_runner([BREV, "--help"], env, home),
+                    "brev ls": harness.command_runner([BREV, "ls"], env, home),
+                    "brev ls --json": harness.command_runner([BREV, "ls", "--json"], env, home),
+                    f"GET {path}": harness.http_runner(client, path),
                 }
-                timings, rounds = measure(runners, args.runs)
-        report(timings, rounds, args.runs, response_bytes)
+                timings, rounds = harness.measure(runners, runs, MEASURE_BUDGET_S)
+        report(timings, rounds, runs, response_bytes)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

@@ -29,12 +29,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,11 +38,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -55,9 +51,13 @@ from brev.client import BrevClient
 from brev.providers.aws import AwsProvider
 from brev.providers.base import InstanceSpec, Placement
 
-PYTHON = Path(sys.executable)
-BREV = PYTHON.parent / "brev"
-MOTO_SERVER = PYTHON.parent / "moto_server"
+if TYPE_CHECKING:  # mypy roots modules at the repository; see bench/harness.py
+    from bench import harness
+else:
+    import harness
+
+Abort = harness.Abort  # the run cannot go on; the message says why
+MOTO_SERVER = harness.PYTHON.parent / "moto_server"
 ORG = "default"
 REGION = "us-east-1"
 CREATE = api.InstanceCreate(gpu="a100:8", providers=["aws"], region=REGION)
@@ -71,28 +71,26 @@ RECONCILER_WORKERS = 16  # Reconciler(workers=16), the server's default
 POST_THREADS = 32
 POLL_S = 0.1  # the client's poll: both the single and the batch are seen through it
 SERVER_ENV = {"BREV_RECONCILE_INTERVAL": "0.1", "BREV_RECONCILE_POLL": "0.2"}
-START_TIMEOUT_S = 30.0
 # The whole run must end within three minutes: measuring aborts past BUDGET_S, a request
 # waits at most REQUEST_TIMEOUT_S, and stopping the two servers takes at most 20 s more.
 BUDGET_S = 125.0
 REQUEST_TIMEOUT_S = 30.0
 # Creates in each half of the moto-alone measurement (one after another, then threaded).
 MOTO_ALONE_CREATES = 20
-
-
-class Abort(Exception):
-    """The run cannot go on (a check failed, or time ran out); the message says why."""
+# Where a create's time goes, between two of its events (the server's timestamps).
+PHASES = [
+    ("queued: create -> claimed by a worker", "instance.create", "instance.attempt"),
+    ("provider create (EC2 calls to moto)", "instance.attempt", "instance.provisioned"),
+    ("provisioned -> running (poll + describe)", "instance.provisioned", "instance.running"),
+]
 
 
 @dataclass
 class Deadline:
     at: float
 
-    def left(self) -> float:
-        return self.at - time.monotonic()
-
     def check(self, doing: str) -> None:
-        if self.left() <= 0:
+        if time.monotonic() >= self.at:
             raise Abort(f"time budget of {BUDGET_S:.0f} s ran out while {doing}")
 
 
@@ -112,15 +110,6 @@ class Create:
 
 
 @dataclass
-class Phases:
-    """Where one create's time went, from the server's event timestamps (seconds)."""
-
-    queued: float  # instance.create -> instance.attempt: waiting to be claimed by a worker
-    create_call: float  # instance.attempt -> instance.provisioned: the provider's create
-    to_running: float  # instance.provisioned -> instance.running: poll wait and a describe
-
-
-@dataclass
 class MotoAlone:
     """AwsProvider.create against a fresh moto, without the plane."""
 
@@ -137,7 +126,7 @@ class Results:
     batch_started: float = 0.0
     batch_ended: float = 0.0
     batch_cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds
-    phases: dict[str, Phases] = field(default_factory=dict)
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> PHASES' seconds
     live_after_batch: int = -1
     delete_s: float = 0.0
     live_after_delete: int = -1
@@ -147,108 +136,21 @@ class Results:
 # -- processes ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_environment() -> dict[str, str]:
-    """This process's environment without anything that points brev or Python elsewhere."""
-    return {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("BREV_", "PYTHON")) or key == "PYTHONHASHSEED"
-    }
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
-def wait_for(url: str, process: subprocess.Popen[bytes], what: str, log: Path | None) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                text = log.read_text() if log else ""
-                raise Abort(f"{what} exited with {process.returncode}\n{text}")
-            try:
-                client.get(url)
-                return
-            except httpx.TransportError:
-                time.sleep(0.05)
-    raise Abort(f"{what} did not answer within {START_TIMEOUT_S:.0f} s")
-
-
-@dataclass
-class Moto:
-    url: str
-    pid: int
-
-
-@contextmanager
-def moto_server(workdir: Path, log_name: str = "moto.log") -> Iterator[Moto]:
+def moto_server(
+    workdir: Path, log_name: str = "moto.log"
+) -> AbstractContextManager[harness.Server]:
     """moto's EC2 server on a free port (as tests/moto.py starts it)."""
     if not MOTO_SERVER.exists():
         raise Abort(f"no moto_server at {MOTO_SERVER}: install the dev extras into this venv")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**clean_environment(), "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true"}
-    log_path = workdir / log_name
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(f"{url}/moto-api/", process, "moto_server", log_path)
-        yield Moto(url=url, pid=process.pid)
-    finally:
-        stop_process(process)
-
-
-@dataclass
-class Plane:
-    url: str
-    token: str
-    log: Path
-    pid: int
-
-
-@contextmanager
-def control_plane(home: Path) -> Iterator[Plane]:
-    """`brev server` on a free port, SQLite in `home`, with the short reconciler times."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    home.mkdir(parents=True)
-    log_path = home.parent / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(BREV), "server", "--port", str(port)],
-            env={**clean_environment(), "BREV_HOME": str(home), **SERVER_ENV},
-            cwd=home,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(f"{url}/healthz", process, "brev server", log_path)
-        token = (home / "admin-token").read_text().strip()
-        yield Plane(url=url, token=token, log=log_path, pid=process.pid)
-    finally:
-        stop_process(process)
+    port = harness.free_port()
+    return harness.serving(
+        "moto_server",
+        [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+        port=port,
+        ready_path="/moto-api/",
+        env={**harness.clean_environment(), "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true"},
+        log=workdir / log_name,
+    )
 
 
 def cpu_seconds(pid: int | None = None) -> float | None:
@@ -373,21 +275,19 @@ def create_batch(
             results.batch.append(create)
 
 
-def phases(client: BrevClient, names: set[str]) -> dict[str, Phases]:
-    """Each instance's queue wait, provider call and wait for running, from its events."""
+def phases(client: BrevClient, names: set[str]) -> dict[str, dict[str, float]]:
+    """Each instance's seconds in each of PHASES, from its events."""
     stamps: dict[str, dict[str, datetime]] = {}
     for event in client.events(limit=1000):
         if event.object_type == "instance" and event.object_name in names:
             # Newest first: the earliest of each action wins (the warm-up has its own name).
             stamps.setdefault(event.object_name, {})[event.action] = event.created_at
-    found: dict[str, Phases] = {}
+    found: dict[str, dict[str, float]] = {}
     for name, at in stamps.items():
         try:
-            found[name] = Phases(
-                queued=(at["instance.attempt"] - at["instance.create"]).total_seconds(),
-                create_call=(at["instance.provisioned"] - at["instance.attempt"]).total_seconds(),
-                to_running=(at["instance.running"] - at["instance.provisioned"]).total_seconds(),
-            )
+            found[name] = {
+                label: (at[end] - at[start]).total_seconds() for label, start, end in PHASES
+            }
         except KeyError:
             continue  # the events were cut at 1000: leave this one out of the breakdown
     return found
@@ -444,25 +344,16 @@ def moto_alone(workdir: Path, creates: int) -> MotoAlone:
 def run(count: int, threads: int, deadline: Deadline, workdir: Path) -> Results:
     results = Results()
     results.moto = moto_alone(workdir, MOTO_ALONE_CREATES)
-    with moto_server(workdir) as moto, control_plane(workdir / "home") as plane:
-        moto_url = moto.url
-        pids: dict[str, int | None] = {
-            "brev server": plane.pid,
-            "moto_server": moto.pid,
-            "this bench (client)": None,
-        }
-        import boto3
-
-        config = moto_config(moto_url)
-        ec2 = boto3.client(
-            "ec2",
-            region_name=REGION,
-            endpoint_url=config["endpoint_url"],
-            aws_access_key_id=config["access_key_id"],
-            aws_secret_access_key=config["secret_access_key"],
-        )
+    home, log = workdir / "home", workdir / "server.log"
+    with (
+        moto_server(workdir) as moto,
+        harness.control_plane(home, log=log, env=SERVER_ENV) as plane,
+    ):
+        pids = {"brev server": plane.pid, "moto_server": moto.pid, "this bench (client)": None}
+        config = moto_config(moto.url)
+        ec2 = AwsProvider(config)._client(REGION)  # a boto3 EC2 client for moto, as the plane's
         with BrevClient(plane.url, plane.token, org=ORG, timeout=REQUEST_TIMEOUT_S) as client:
-            client.add_provider("aws", moto_config(moto_url))
+            client.add_provider("aws", config)
             try:
                 results.cold = create_alone(client, "warm-up", deadline)
                 client.delete_instance("warm-up")
@@ -487,38 +378,24 @@ def run(count: int, threads: int, deadline: Deadline, workdir: Path) -> Results:
     return results
 
 
+# -- the report -----------------------------------------------------------------------------
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:,.0f} ms"
 
 
-def report(results: Results, count: int, threads: int, elapsed: float) -> bool:
-    """Print everything; True when the target is met."""
-    assert results.single is not None and results.cold is not None
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"python   {platform.python_implementation()} {sys.version.split()[0]} ({PYTHON})")
-    print(
-        f"machine  {platform.machine()}, {os.cpu_count()} CPUs (usable: {affinity or '?'}), "
-        f"load average {load:.1f} at the end"
-    )
-    print(
-        f"plane    brev server, SQLite, {RECONCILER_WORKERS} reconciler workers, "
-        f"interval {SERVER_ENV['BREV_RECONCILE_INTERVAL']} s, "
-        f"poll {SERVER_ENV['BREV_RECONCILE_POLL']} s"
-    )
-    print(
-        f"client   {count} POSTs from {threads} threads; one poller, GET /instances every "
-        f"{POLL_S} s"
-    )
-    print(f"create   {CREATE.gpu} on aws {REGION} (p4d.24xlarge) against moto's EC2 server")
-    print()
-    single = results.single.total
+def median_max(values: list[float]) -> str:
+    return f"{ms(statistics.median(values))} / {ms(max(values))}" if values else "?"
+
+
+def report(results: Results, count: int, threads: int, elapsed: float) -> None:
+    assert results.single is not None and results.cold is not None and results.moto is not None
+    single, cpu, moto = results.single.total, results.batch_cpu, results.moto
     batch_total = results.batch_ended - results.batch_started
     slowest = max(results.batch, key=lambda c: c.total)
     ratio = batch_total / single
-    met = ratio <= TARGET_RATIO
     totals = [c.total for c in results.batch]
-    posts = [c.answered_at - c.posted_at for c in results.batch]
     rows = [
         ("single create alone (speed of light)", ms(single), "1.00x"),
         (f"batch of {count}: total wall time", ms(batch_total), f"{ratio:.2f}x"),
@@ -526,74 +403,61 @@ def report(results: Results, count: int, threads: int, elapsed: float) -> bool:
         ("batch: median / fastest single create",
          f"{ms(statistics.median(totals))} / {ms(min(totals))}", ""),
         ("batch: POST answered, median / max",
-         f"{ms(statistics.median(posts))} / {ms(max(posts))}", ""),
+         median_max([c.answered_at - c.posted_at for c in results.batch]), ""),
         ("first create of the server (cold, not counted)", ms(results.cold.total), ""),
         (f"delete all {count + 1}, until none is listed", ms(results.delete_s), ""),
     ]  # fmt: skip
     width = max(len(r[0]) for r in rows)
-    for label, value, times in rows:
-        print(f"{label:<{width}}  {value:>19}  {times}".rstrip())
-    print()
-    verdict = "PASS" if met else "MISS"
-    print(f"batch total / single alone = {ratio:.2f}x (target <= {TARGET_RATIO:g}x): {verdict}")
-    print(f"batch total / slowest single create in the batch = {batch_total / slowest.total:.2f}")
-    print(
+    # Each process runs Python code on one CPU at a time (the GIL): the busier one sets a
+    # floor under the batch even on an idle machine.
+    floor = max(cpu.get("brev server", 0), cpu.get("moto_server", 0))
+    alone = results.phases.get("single")
+    in_batch = [p for name, p in results.phases.items() if name != "single"]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    interval, poll = SERVER_ENV["BREV_RECONCILE_INTERVAL"], SERVER_ENV["BREV_RECONCILE_POLL"]
+    lines = [
+        harness.python_line(),
+        f"{harness.machine_line()}, load average {load:.1f} at the end",
+        f"plane    brev server, SQLite, {RECONCILER_WORKERS} reconciler workers, "
+        f"interval {interval} s, poll {poll} s",
+        f"client   {count} POSTs from {threads} threads; one poller, GET /instances every "
+        f"{POLL_S} s",
+        f"create   {CREATE.gpu} on aws {REGION} (p4d.24xlarge) against moto's EC2 server",
+        "",
+        *(f"{label:<{width}}  {value:>19}  {times}".rstrip() for label, value, times in rows),
+        "",
+        f"batch total / single alone = {ratio:.2f}x (target <= {TARGET_RATIO:g}x): "
+        + ("PASS" if ratio <= TARGET_RATIO else "MISS"),
+        f"batch total / slowest single create in the batch = {batch_total / slowest.total:.2f}",
         f"moto: {results.live_after_batch} live machines after the batch ({count} + 1), "
-        f"{results.live_after_delete} after deleting them all"
-    )
-    if results.batch_cpu:
-        print()
-        print(f"CPU spent during the batch ({batch_total:.1f} s wall):")
-        for name, seconds in results.batch_cpu.items():
-            print(
-                f"  {name:<20} {seconds:5.1f} CPU-s = {seconds / batch_total:4.0%} of one CPU, "
-                f"{seconds / count * 1000:3.0f} ms per create"
-            )
-        # Each process runs Python code on one CPU at a time (the GIL): the busier one sets a
-        # floor under the batch even on an idle machine.
-        floor = max(
-            results.batch_cpu.get("brev server", 0), results.batch_cpu.get("moto_server", 0)
-        )
-        print(
-            f"  CPU floor: the busier process alone needs {floor:.1f} s "
-            f"= {floor / single:.1f}x the single create"
-        )
-    if results.phases:
-        print()
-        print("where each create's time went (server event timestamps; median / max):")
-        single_phases = results.phases.get("single")
-        batch_phases = [p for name, p in results.phases.items() if name != "single"]
-        for label, attr in [
-            ("queued: create -> claimed by a worker", "queued"),
-            ("provider create (EC2 calls to moto)", "create_call"),
-            ("provisioned -> running (poll + describe)", "to_running"),
-        ]:
-            alone = ms(getattr(single_phases, attr)) if single_phases else "?"
-            values = [getattr(p, attr) for p in batch_phases]
-            in_batch = f"{ms(statistics.median(values))} / {ms(max(values))}" if values else "?"
-            print(f"  {label:<42} alone {alone:>8}   in batch {in_batch:>19}")
-    if results.moto is not None:
-        moto = results.moto
-        creates = len(moto.serial_s)
-        one = statistics.median(moto.serial_s)
-        print()
-        print("moto alone (AwsProvider.create in this process against a fresh moto, no plane):")
-        print(
-            f"  one create, median of {creates} in a row: {ms(one)}, "
-            f"of which moto's CPU {ms(moto.serial_cpu_s)}"
-        )
-        print(
-            f"  {creates} creates from {RECONCILER_WORKERS} threads: {ms(moto.threaded_s)} = "
-            f"{sum(moto.serial_s) / moto.threaded_s:.2f}x the throughput of one at a time"
-        )
-    print()
-    print(f"whole run {elapsed:.0f} s")
-    return met
-
-
-def _terminated(*_: object) -> None:
-    print("bench/provision.py: terminated; stopping moto and the server", file=sys.stderr)
-    sys.exit(143)
+        f"{results.live_after_delete} after deleting them all",
+        "",
+        f"CPU spent during the batch ({batch_total:.1f} s wall):",
+        *(
+            f"  {name:<20} {seconds:5.1f} CPU-s = {seconds / batch_total:4.0%} of one CPU, "
+            f"{seconds / count * 1000:3.0f} ms per create"
+            for name, seconds in cpu.items()
+        ),
+        f"  CPU floor: the busier process alone needs {floor:.1f} s "
+        f"= {floor / single:.1f}x the single create",
+        "",
+        "where each create's time went (server event timestamps; median / max):",
+        *(
+            f"  {label:<42} alone {ms(alone[label]) if alone else '?':>8}   "
+            f"in batch {median_max([p[label] for p in in_batch]):>19}"
+            for label, _, _ in PHASES
+        ),
+        "",
+        "moto alone (AwsProvider.create in this process against a fresh moto, no plane):",
+        f"  one create, median of {len(moto.serial_s)} in a row: "
+        f"{ms(statistics.median(moto.serial_s))}, of which moto's CPU {ms(moto.serial_cpu_s)}",
+        f"  {len(moto.serial_s)} creates from {RECONCILER_WORKERS} threads: "
+        f"{ms(moto.threaded_s)} = {sum(moto.serial_s) / moto.threaded_s:.2f}x the throughput "
+        "of one at a time",
+        "",
+        f"whole run {elapsed:.0f} s",
+    ]
+    print("\n".join(lines))
 
 
 def main() -> None:
@@ -613,10 +477,8 @@ def main() -> None:
         parser.error("--batch must be between 1 and 500")
     if not 1 <= args.post_threads <= args.batch:
         parser.error("--post-threads must be between 1 and --batch")
-    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: the servers stop and the dir goes.
-    signal.signal(signal.SIGTERM, _terminated)
-    if not BREV.exists():
-        sys.exit(f"no brev script at {BREV}: install the package into this venv first")
+    harness.exit_on_sigterm("bench/provision.py: terminated; stopping moto and the server")
+    harness.require_brev()
     began = time.monotonic()
     deadline = Deadline(began + BUDGET_S)
     workdir = Path(tempfile.mkdtemp(prefix="brev-bench-provision-"))

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from brev.providers.aws import AwsProvider
 from tests.postgres import free_port
 
 MOTO_SERVER = str(Path(sys.executable).parent / "moto_server")
@@ -62,6 +63,18 @@ def start_moto() -> MotoServer:
             time.sleep(0.1)
     server.stop()
     raise RuntimeError("moto_server did not start in 30 s")
+
+
+def live_machines(moto: MotoServer, region: str = "us-east-1") -> list[dict[str, Any]]:
+    """moto's machines that are not terminated (or terminating), with their tags as a dict."""
+    ec2 = AwsProvider(moto.config())._client(region)
+    reservations = ec2.describe_instances()["Reservations"]
+    return [
+        {**i, "Tags": {t["Key"]: t["Value"] for t in i.get("Tags", [])}}
+        for r in reservations
+        for i in r["Instances"]
+        if i["State"]["Name"] not in ("terminated", "shutting-down")
+    ]
 
 
 def ec2_error(code: str, message: str, status: int = 400) -> Callable[..., Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -16,10 +15,9 @@ from typing import Any, TypeVar
 import pytest
 
 from brev.client import BrevClient
-from brev.providers.aws import AwsProvider
 from brev.providers.base import TAG_INSTANCE_ID, TAG_MANAGED
-from tests.conftest import BREV, LiveServer, start_server, stop_server
-from tests.moto import MotoServer
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.moto import MotoServer, live_machines
 
 T = TypeVar("T")
 
@@ -38,6 +36,8 @@ FAST_RECONCILER = {
 # restarted after it takes its row over soon.
 LEASE_SECONDS = 15
 TAKEOVER_LEASE_SECONDS = 6
+# How long a `brev` command against the plane may take (`brev create` waits for a machine).
+CLI_TIMEOUT_SECONDS = 120
 
 
 def start_plane(
@@ -119,18 +119,6 @@ def instance_status(client: BrevClient, name: str) -> str | None:
 # -- moto -------------------------------------------------------------------------------
 
 
-def live_machines(moto: MotoServer, region: str = "us-east-1") -> list[dict[str, Any]]:
-    """moto's machines that are not terminated (or terminating), with their tags as a dict."""
-    ec2 = AwsProvider(moto.config())._client(region)
-    reservations = ec2.describe_instances()["Reservations"]
-    return [
-        {**i, "Tags": {t["Key"]: t["Value"] for t in i.get("Tags", [])}}
-        for r in reservations
-        for i in r["Instances"]
-        if i["State"]["Name"] not in ("terminated", "shutting-down")
-    ]
-
-
 def live_ids(moto: MotoServer, region: str = "us-east-1") -> list[str]:
     """The ids of moto's live machines (what an assertion should print, not whole records)."""
     return [m["InstanceId"] for m in live_machines(moto, region)]
@@ -209,39 +197,7 @@ def untracked(moto: MotoServer, home: Path) -> list[str]:
     return [m["InstanceId"] for m in managed(live_machines(moto)) if m["InstanceId"] not in refs]
 
 
-# -- the real `brev` CLI ------------------------------------------------------------------
-
-
-def run_brev(
-    *args: str, env: dict[str, str], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """`brev ARGS` as a user runs it in a script: no terminal, stdin closed."""
-    return subprocess.run(
-        [BREV, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    assert "Traceback" not in result.stderr
-    return result
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    """Exit 1, nothing on stdout, one `error: ...` line on stderr, no traceback; the line."""
-    assert result.returncode == 1, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    assert "Traceback" not in result.stderr
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    return lines[0]
+# -- the real `brev` CLI (tests/cli_runner.py runs it) -------------------------------------
 
 
 def without_aws(env: dict[str, str]) -> dict[str, str]:

@@ -20,6 +20,7 @@ import pytest
 
 from brev import __version__, api
 from brev.client import BrevClient
+from tests.cli_runner import brev, ok, one_line_error
 from tests.conftest import BREV, BREV_ENV_VARS, LiveServer
 from tests.postgres import free_port
 from tests.seed import add_instances
@@ -42,35 +43,6 @@ BOX_DRAWING = re.compile("[\u2500-\u257f]")
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def brev(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [BREV, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    assert "Traceback" not in result.stderr
-    return result
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    """Exit 1, nothing on stdout, one `error: ...` line on stderr, no traceback; the line."""
-    assert result.returncode == 1, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    assert "Traceback" not in result.stderr
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    return lines[0]
 
 
 @dataclass

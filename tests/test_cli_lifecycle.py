@@ -23,15 +23,14 @@ import pytest
 from brev import api
 from brev.client import BrevClient
 from brev.providers.base import TAG_INSTANCE_ID, TAG_MANAGED
+from tests.cli_runner import brev, ok, one_line_error
 from tests.conftest import LiveServer
 from tests.moto import MotoServer
 from tests.real_plane import (
+    CLI_TIMEOUT_SECONDS,
     instance_count,
     instance_status,
     live_ids,
-    ok,
-    one_line_error,
-    run_brev,
     start_plane,
     stop_plane,
     the_machine_of,
@@ -72,7 +71,7 @@ class User:
         return {**without_aws(self.server.env(BREV_HOME=str(self.home), **login)), **extra}
 
     def brev(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-        return run_brev(*args, env=self.env(**extra_env))
+        return brev(*args, env=self.env(**extra_env), timeout=CLI_TIMEOUT_SECONDS)
 
     def add_aws(self) -> None:
         self.client.add_provider("aws", self.moto.config())

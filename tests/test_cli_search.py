@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from brev import api
-from tests.conftest import BREV, LiveServer
+from tests.cli_runner import brev, ok, one_line_error
+from tests.conftest import LiveServer
 
 pytestmark = pytest.mark.slow
 
@@ -28,39 +28,13 @@ def env(live_server: LiveServer, tmp_path: Path) -> dict[str, str]:
     )
 
 
-def brev(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [BREV, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    assert "Traceback" not in result.stderr
-    return result.stdout
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 1, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
 def columns(line: str) -> list[str]:
     """A piped table line split into its cells (cells are separated by two or more spaces)."""
     return re.split(r"\s{2,}", line.strip())
 
 
 def test_json_is_a_list_of_offers(env: dict[str, str]) -> None:
-    offers = json.loads(ok(brev("search", "a100", "--json", env=env)))
+    offers = json.loads(ok(brev("search", "a100", "--json", env=env)).stdout)
     assert isinstance(offers, list) and offers
     assert all(set(offer) == set(api.Offer.model_fields) for offer in offers)
     assert {offer["gpu_model"] for offer in offers} == {"A100", "A100-80GB"}
@@ -70,8 +44,8 @@ def test_json_is_a_list_of_offers(env: dict[str, str]) -> None:
 
 def test_piped_table_has_one_row_per_offer(env: dict[str, str]) -> None:
     args = ["a100-80gb:8", "--provider", "lambda", "--region", "us-east-1"]
-    lines = ok(brev("search", *args, env=env)).splitlines()
-    offers = json.loads(ok(brev("search", *args, "--json", env=env)))
+    lines = ok(brev("search", *args, env=env)).stdout.splitlines()
+    offers = json.loads(ok(brev("search", *args, "--json", env=env)).stdout)
     assert columns(lines[0]) == HEADER
     assert len(lines) == len(offers) + 1 >= 2
     row = columns(lines[1])
@@ -85,7 +59,7 @@ def test_piped_table_has_one_row_per_offer(env: dict[str, str]) -> None:
 
 def test_flags_filter_and_sort(env: dict[str, str]) -> None:
     args = ["h100", "--spot", "--max-price", "10", "--sort", "gpus", "--min-vram", "80", "--json"]
-    offers = json.loads(ok(brev("search", *args, env=env)))
+    offers = json.loads(ok(brev("search", *args, env=env)).stdout)
     assert offers
     spot_prices = [o["spot_price_per_hour"] for o in offers]
     assert None not in spot_prices and max(spot_prices) <= 10
@@ -96,9 +70,9 @@ def test_flags_filter_and_sort(env: dict[str, str]) -> None:
 
 def test_nothing_found_is_not_an_error(env: dict[str, str]) -> None:
     result = brev("search", "h100:8", "--max-price", "0.01", env=env)
-    assert ok(result) == ""
+    assert ok(result).stdout == ""
     assert "No offers match" in result.stderr
-    assert ok(brev("search", "cpu", "--json", env=env)).strip() == "[]"
+    assert ok(brev("search", "cpu", "--json", env=env)).stdout.strip() == "[]"
 
 
 def test_an_unknown_gpu_is_one_line_with_suggestions(env: dict[str, str]) -> None:

@@ -22,9 +22,11 @@ from brev.server.db.engine import make_engine, make_sessionmaker
 from brev.server.provider_registry import make_provider
 from brev.server.reconciler.loop import Reconciler
 from brev.server.secrets import SecretBox
+from tests.cli_runner import brev, ok
 from tests.conftest import LiveServer
 from tests.moto import MotoServer
 from tests.real_plane import (
+    CLI_TIMEOUT_SECONDS,
     LEASE_SECONDS,
     TAKEOVER_LEASE_SECONDS,
     admin,
@@ -33,8 +35,6 @@ from tests.real_plane import (
     instance_status,
     live_ids,
     log_tail,
-    ok,
-    run_brev,
     start_plane,
     stop_plane,
     the_machine_of,
@@ -223,7 +223,7 @@ def test_killed_after_terminate_the_restarted_server_finishes_the_delete(
         "BREV_TOKEN": restarted.admin_token,
         "BREV_ORG": "default",
     }
-    listed = ok(run_brev("ls", "--json", env=restarted.env(**cli)))
+    listed = ok(brev("ls", "--json", env=restarted.env(**cli), timeout=CLI_TIMEOUT_SECONDS))
     assert json.loads(listed.stdout) == []
     row = instance_row(planes.home, created.id)
     assert row["status"] == "deleted" and row["deleted_at"] is not None

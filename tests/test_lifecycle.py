@@ -19,7 +19,7 @@ from brev.providers.base import TAG_INSTANCE_ID, TAG_MANAGED, TAG_PLANE
 from brev.server.db.engine import make_engine, make_sessionmaker, transaction
 from brev.server.db.models import Instance
 from tests.conftest import Plane
-from tests.moto import MotoServer, ec2_error
+from tests.moto import MotoServer, ec2_error, live_machines
 
 A100 = api.InstanceCreate(gpu="a100:8", providers=["aws"], region="us-east-1")
 
@@ -29,18 +29,6 @@ def aws_org(plane: Plane, admin: BrevClient, moto_server: MotoServer) -> BrevCli
     moto_server.reset()
     admin.add_provider("aws", moto_server.config())
     return admin
-
-
-def _machines(moto: MotoServer, region: str = "us-east-1") -> list[dict[str, Any]]:
-    """Live (not terminated) machines in moto, with their tags as a dict."""
-    ec2 = AwsProvider(moto.config())._client(region)
-    reservations = ec2.describe_instances()["Reservations"]
-    return [
-        {**i, "Tags": {t["Key"]: t["Value"] for t in i.get("Tags", [])}}
-        for r in reservations
-        for i in r["Instances"]
-        if i["State"]["Name"] not in ("terminated", "shutting-down")
-    ]
 
 
 def _fail_run_instances(plane: Plane, org_id: str, code: str, times: int) -> Callable[..., Any]:
@@ -83,7 +71,7 @@ def test_create_runs_on_the_cheapest_offer_and_tags_it(
     instance = aws_org.instance(created.name)
     assert instance.status == "running"
     assert instance.provider == "aws" and instance.region == "us-east-1"
-    [machine] = _machines(moto_server)
+    [machine] = live_machines(moto_server)
     assert machine["InstanceId"] == instance.provider_ref
     assert machine["Tags"][TAG_INSTANCE_ID] == instance.id
     assert machine["Tags"][TAG_MANAGED] == "true"
@@ -114,7 +102,7 @@ def test_no_capacity_fails_over_to_the_next_zone(
     ]
     assert len(zones_tried) == 3 and len(set(zones_tried)) == 3
     assert instance.attempt == 2
-    assert len(_machines(moto_server)) == 1
+    assert len(live_machines(moto_server)) == 1
 
 
 def test_when_every_placement_fails_the_instance_fails_and_nothing_runs(
@@ -128,7 +116,7 @@ def test_when_every_placement_fails_the_instance_fails_and_nothing_runs(
     assert instance.status_reason is not None and "placement(s) failed" in instance.status_reason
     failed = [e for e in instance.events if e.action == "instance.attempt_failed"]
     assert len(failed) == len(instance.plan)
-    assert _machines(moto_server) == []
+    assert live_machines(moto_server) == []
 
 
 def test_a_quota_error_moves_on_and_bad_credentials_stop(plane: Plane, aws_org: BrevClient) -> None:
@@ -147,14 +135,14 @@ def test_stop_start_delete(plane: Plane, aws_org: BrevClient, moto_server: MotoS
     assert aws_org.stop_instance(name).desired_status == "stopped"
     plane.settle()
     assert aws_org.instance(name).status == "stopped"
-    assert _machines(moto_server)[0]["State"]["Name"] == "stopped"
+    assert live_machines(moto_server)[0]["State"]["Name"] == "stopped"
     aws_org.start_instance(name)
     plane.settle()
     assert aws_org.instance(name).status == "running"
     aws_org.delete_instance(name)
     plane.settle()
     assert aws_org.instances() == []
-    assert _machines(moto_server) == []
+    assert live_machines(moto_server) == []
     # the name is free again
     again = aws_org.create_instance(A100.model_copy(update={"name": name}))
     assert again.name == name
@@ -168,7 +156,7 @@ def test_the_same_idempotency_key_returns_the_first_instance(
     second = aws_org.create_instance(body)
     assert second.id == first.id
     plane.settle()
-    assert len(_machines(moto_server)) == 1
+    assert len(live_machines(moto_server)) == 1
 
 
 def test_dry_run_lists_placements_and_creates_nothing(
@@ -179,7 +167,7 @@ def test_dry_run_lists_placements_and_creates_nothing(
     assert prices == sorted(prices) and len(plan.placements) >= 2
     assert all(p.gpu_model in ("A100", "A100-80GB") for p in plan.placements)
     assert aws_org.instances() == []
-    assert _machines(moto_server) == []
+    assert live_machines(moto_server) == []
 
 
 @pytest.mark.parametrize(
@@ -211,7 +199,7 @@ def test_bad_input_is_a_422_naming_the_field_and_creates_nothing(
     assert message in error["message"]
     assert aws_org.instances() == []
     plane.settle()
-    assert _machines(moto_server) == []
+    assert live_machines(moto_server) == []
 
 
 def test_a_name_already_used_is_a_conflict(
@@ -221,7 +209,7 @@ def test_a_name_already_used_is_a_conflict(
     with pytest.raises(Conflict, match="an instance named 'train' already exists"):
         aws_org.create_instance(A100.model_copy(update={"name": "train"}))
     plane.settle()
-    assert len(_machines(moto_server)) == 1
+    assert len(live_machines(moto_server)) == 1
 
 
 def test_without_any_credentials_create_says_what_to_do(plane: Plane, admin: BrevClient) -> None:
@@ -260,7 +248,7 @@ def test_the_sweep_terminates_machines_the_database_does_not_know(
     # The same, made by another control plane sharing the account: not ours to judge.
     other_planes = _tagged_machine(moto_server, plane_id="another-plane")
     assert plane.reconciler.sweep() == 1
-    remaining = {m["InstanceId"] for m in _machines(moto_server)}
+    remaining = {m["InstanceId"] for m in live_machines(moto_server)}
     assert remaining == {aws_org.instance(kept.name).provider_ref, other_planes}
     swept = [e for e in aws_org.events() if e.action == "sweep.terminate"]
     assert [e.details["machine"] for e in swept] == [stray]
@@ -307,7 +295,7 @@ def test_a_create_whose_answer_was_lost_is_retried_without_a_second_instance(
     assert lost["answers"] == 1
     assert [i.id for i in aws_org.instances()] == [instance.id]
     plane.settle()
-    assert len(_machines(moto_server)) == 1
+    assert len(live_machines(moto_server)) == 1
 
 
 def test_two_reconcilers_never_step_the_same_instance(
@@ -351,6 +339,6 @@ def test_two_reconcilers_never_step_the_same_instance(
         instance = aws_org.instance(name)
         assert instance.status == "running", name
         assert len([e for e in instance.events if e.action == "instance.attempt"]) == 1
-    machines = _machines(moto_server)
+    machines = live_machines(moto_server)
     assert len(machines) == len(names)
     assert len({m["Tags"][TAG_INSTANCE_ID] for m in machines}) == len(names)
