@@ -27,6 +27,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from brev.catalog.offers import COLUMNS
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPOSITORY.parent / "shared" / "catalog"
 DEFAULT_OUT = REPOSITORY / "brev" / "catalog" / "data"
@@ -47,7 +49,8 @@ SOURCE_COLUMNS = [
 ]
 # What stays the same across the zones of one (type, GPU, region); checked, not assumed.
 SHAPE_COLUMNS = ("gpu_count", "gpu_memory_gib", "vcpus", "memory_gib")
-OUTPUT_COLUMNS = [*SOURCE_COLUMNS[:-1], "zones"]
+# The shipped files' columns are what the loader reads: one list, owned by the loader.
+OUTPUT_COLUMNS = COLUMNS
 
 BUILD_BEGIN = "<!-- build_catalog.py: begin (generated, do not edit by hand) -->"
 BUILD_END = "<!-- build_catalog.py: end -->"

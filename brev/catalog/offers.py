@@ -88,8 +88,8 @@ class OfferQuery:
     sort: str = "price"  # one of SORT_KEYS
 
 
-# The columns scripts/build_catalog.py writes, in its order; checked, so a reordered file fails
-# loudly instead of mixing up prices and memory.
+# The columns of the shipped files (scripts/build_catalog.py writes them in this order);
+# checked, so a reordered file fails loudly instead of mixing up prices and memory.
 COLUMNS = [
     "provider",
     "instance_type",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -149,7 +149,7 @@ def create(
     return get_detail(session, ctx, name), True
 
 
-def _live_named(ctx: OrgContext, name: str):  # type: ignore[no-untyped-def]
+def _live_named(ctx: OrgContext, name: str) -> Select[str]:
     return select(Instance.id).where(
         Instance.org_id == ctx.org.id, Instance.name == name, Instance.deleted_at.is_(None)
     )
