@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
@@ -282,7 +282,28 @@ class InstanceDetail(Instance):
     public_ip: str | None
     plan: list[Placement]
     attempt: int = Field(description="index in plan of the placement tried last")
+    last_heartbeat_at: datetime | None = Field(description="the agent's last report")
+    telemetry: dict[str, Any] = Field(description="the agent's last report: GPUs and host")
     events: list[Event] = Field(description="newest first")
+
+
+class AgentToken(_Model):
+    instance: str
+    token: str = Field(description="for this instance's agent only; shown once, never again")
+
+
+class AgentReportIn(_Model):
+    seq: int = Field(ge=1, description="increasing per agent; a seq already seen is dropped")
+    report: dict[str, Any] = Field(description="brev.agent.report.AgentReport as JSON")
+
+
+class AgentReports(_Model):
+    reports: list[AgentReportIn] = Field(max_length=1000, description="oldest first")
+
+
+class AgentReportsAccepted(_Model):
+    accepted: int = Field(description="reports new to the plane; re-sent ones are not counted")
+    last_seq: int
 
 
 class ProviderConfigAdd(_Model):

@@ -175,9 +175,12 @@ class LiveServer:
 
 
 def start_server(
-    home: Path, database_url: str | None = None, env_extra: dict[str, str] | None = None
+    home: Path,
+    database_url: str | None = None,
+    env_extra: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> LiveServer:
-    port = free_port()
+    port = port or free_port()
     home.mkdir(parents=True, exist_ok=True)
     log = home.parent / f"server-{port}.log"
     env = {k: v for k, v in os.environ.items() if k not in BREV_ENV_VARS}

@@ -55,6 +55,38 @@ def collect(
     )
 
 
+@app.command("run")
+def run(
+    url: Annotated[str, typer.Option(help="the control plane, e.g. https://brev.example.com")],
+    token: Annotated[
+        str, typer.Option(help="this instance's agent token", envvar="BREV_AGENT_TOKEN")
+    ],
+    interval: Annotated[str, typer.Option(help="how often to report, e.g. 10s")] = "10s",
+) -> None:
+    """Report this host to the plane every interval, buffering while it is unreachable."""
+    import logging
+    import signal
+
+    from brev.agent.uplink import run as run_agent
+    from brev.duration import InvalidDuration, parse_duration
+    from brev.errors import BrevError
+
+    try:
+        seconds = parse_duration(interval)
+    except InvalidDuration as exc:
+        raise BrevError(f"--interval: {exc}") from None
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    stopping: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    try:
+        uplink = run_agent(url, token, seconds, should_stop=lambda: bool(stopping))
+    except PermissionError as exc:
+        raise BrevError(str(exc)) from None
+    note(f"stopped; {uplink.delivered} report(s) delivered, {len(uplink.pending)} undelivered")
+
+
 def _unit(value: float | None, unit: str) -> str:
     return "-" if value is None else f"{value:.0f}{unit}"
 

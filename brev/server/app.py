@@ -22,7 +22,17 @@ from brev.server.metrics import Metrics, MetricsMiddleware
 from brev.server.provider_registry import make_provider
 from brev.server.reconciler.loop import Reconciler
 from brev.server.reconciler.steps import Timing
-from brev.server.routers import catalog, events, instances, meta, offers, orgs, providers, tokens
+from brev.server.routers import (
+    agents,
+    catalog,
+    events,
+    instances,
+    meta,
+    offers,
+    orgs,
+    providers,
+    tokens,
+)
 from brev.server.secrets import SecretBox
 from brev.server.settings import ServerSettings
 
@@ -74,6 +84,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         catalog.router,
         providers.router,
         events.router,
+        agents.router,
     ):
         app.include_router(router, prefix=api.API_PREFIX)
     _add_error_handlers(app)

@@ -30,6 +30,7 @@ class Principal:
     token_name: str
     token_kind: str
     token_org_id: str | None
+    token_instance_id: str | None = None
 
 
 def new_secret() -> str:
@@ -73,4 +74,5 @@ def authenticate(session: Session, secret: str | None, now: datetime | None = No
         token_name=token.name,
         token_kind=token.kind,
         token_org_id=token.org_id,
+        token_instance_id=token.instance_id,
     )

@@ -49,3 +49,13 @@ def get_org_context(
 
 
 InOrg = Annotated[OrgContext, Depends(get_org_context)]
+
+
+def get_agent(request: Request, session: DbSession) -> Principal:
+    principal = authenticate(session, _bearer(request))
+    if principal.token_kind != "agent" or principal.token_instance_id is None:  # noqa: S105
+        raise Forbidden("only an instance's agent token may report")
+    return principal
+
+
+Agent = Annotated[Principal, Depends(get_agent)]

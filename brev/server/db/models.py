@@ -237,6 +237,10 @@ class Instance(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
     next_check_at: Mapped[datetime | None] = mapped_column(doc="not before: back-off, polling")
+    # The agent's last report (brev.agent.report.AgentReport as JSON) and its sequence number:
+    # a report with a number already seen is a re-send after an outage, and is dropped.
+    telemetry: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_report_seq: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class ProviderConfig(Base):

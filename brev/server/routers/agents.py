@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from brev import api
+from brev.server.deps import Agent, DbSession, InOrg
+from brev.server.services import agents
+
+router = APIRouter(tags=["agents"])
+
+
+@router.post("/orgs/{org}/instances/{name}/agent-token", status_code=201)
+def issue_agent_token(session: DbSession, ctx: InOrg, name: str) -> api.AgentToken:
+    """A token the instance's agent reports with; it can do nothing else."""
+    return agents.issue_token(session, ctx, name)
+
+
+@router.post("/agent/reports")
+def post_reports(
+    session: DbSession, agent: Agent, body: api.AgentReports
+) -> api.AgentReportsAccepted:
+    """An agent's reports, oldest first (several after an outage)."""
+    return agents.accept_reports(session, agent, body)

@@ -1,0 +1,63 @@
+"""Agents: a token per instance that can do nothing but report, and the reports themselves."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from brev import api
+from brev.server.auth import Principal
+from brev.server.db.models import ApiToken, Instance, utcnow
+from brev.server.errors import Forbidden, NotFound
+from brev.server.services import events, tokens
+from brev.server.services.instances import find
+from brev.server.services.scope import OrgContext
+
+
+def issue_token(session: Session, ctx: OrgContext, name: str) -> api.AgentToken:
+    """A new agent token for the instance; the previous one stops working."""
+    instance = find(session, ctx, name)
+    if ctx.role != api.Role.ADMIN and instance.created_by_id != ctx.principal.user_id:
+        raise Forbidden(f"only an org admin or the creator of '{name}' may make its agent token")
+    now = utcnow()
+    session.execute(
+        update(ApiToken)
+        .where(ApiToken.instance_id == instance.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    token, secret = tokens.issue(
+        session, user_id=instance.created_by_id, org_id=instance.org_id, name=f"agent-{instance.id}"
+    )
+    token.kind = "agent"
+    token.instance_id = instance.id
+    events.record(
+        session,
+        org_id=instance.org_id,
+        actor_id=ctx.principal.user_id,
+        action="agent.token",
+        object_type="instance",
+        object_id=instance.id,
+        object_name=instance.name,
+        details={"prefix": token.prefix},
+    )
+    return api.AgentToken(instance=instance.name, token=secret)
+
+
+def accept_reports(
+    session: Session, agent: Principal, body: api.AgentReports
+) -> api.AgentReportsAccepted:
+    """Keep the newest report; drop any whose seq was seen (a re-send after an outage)."""
+    instance = session.get(Instance, agent.token_instance_id)
+    if instance is None or instance.deleted_at is not None:
+        raise NotFound("this agent's instance no longer exists")
+    accepted = 0
+    for item in sorted(body.reports, key=lambda r: r.seq):
+        if item.seq <= instance.last_report_seq:
+            continue
+        instance.telemetry = item.report
+        instance.last_report_seq = item.seq
+        accepted += 1
+    if accepted:
+        instance.last_heartbeat_at = utcnow()
+        instance.health = api.Health.HEALTHY
+    return api.AgentReportsAccepted(accepted=accepted, last_seq=instance.last_report_seq)
