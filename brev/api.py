@@ -299,6 +299,9 @@ class AgentReportIn(_Model):
 
 class AgentReports(_Model):
     reports: list[AgentReportIn] = Field(max_length=1000, description="oldest first")
+    interval_seconds: float = Field(
+        10.0, gt=0, le=3600, description="how often the agent reports: 3 missed = unhealthy"
+    )
 
 
 class AgentReportsAccepted(_Model):

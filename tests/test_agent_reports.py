@@ -7,13 +7,16 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, text, update
 
 from brev.client import BrevClient, Forbidden, Unauthenticated
+from brev.server.db.models import Instance, utcnow
+from brev.server.reconciler.health import mark_silent_instances
 from tests.conftest import BREV, LiveServer, Plane, start_server, stop_server
 from tests.seed import add_instances
 
@@ -50,6 +53,64 @@ def test_an_agent_reports_for_its_instance_only(plane: Plane, admin: BrevClient)
     plane.http(plane.admin_token).post("/api/v1/orgs/default/instances/gpu-a/agent-token")
     with pytest.raises(Unauthenticated, match="revoked"):
         plane.client(token).whoami()
+
+
+def _agent_for(plane: Plane, name: str) -> httpx.Client:
+    add_instances(plane.settings.database_url, "default", "admin@localhost", [name])
+    token = (
+        plane.http(plane.admin_token)
+        .post(f"/api/v1/orgs/default/instances/{name}/agent-token")
+        .json()["token"]
+    )
+    return plane.http(token)
+
+
+def _silent_for(plane: Plane, seconds: float) -> None:
+    engine = create_engine(plane.settings.database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                update(Instance).values(last_heartbeat_at=utcnow() - timedelta(seconds=seconds))
+            )
+    finally:
+        engine.dispose()
+
+
+def test_three_missed_reports_make_an_instance_unhealthy_until_reports_resume(
+    plane: Plane, admin: BrevClient
+) -> None:
+    agent = _agent_for(plane, "gpu-a")
+    report = {"reports": [{"seq": 1, "report": _report(1)}], "interval_seconds": 1}
+    agent.post("/api/v1/agent/reports", json=report)
+    sessions = plane.app.state.sessions
+    _silent_for(plane, 2.5)  # two missed reports: not yet
+    assert mark_silent_instances(sessions) == 0
+    _silent_for(plane, 3.5)
+    assert mark_silent_instances(sessions) == 1
+    assert admin.instance("gpu-a").health == "unhealthy"
+    assert [i.health for i in admin.instances()] == ["unhealthy"]  # what brev ls shows
+    assert mark_silent_instances(sessions) == 0  # marked once
+    agent.post(
+        "/api/v1/agent/reports",
+        json={"reports": [{"seq": 2, "report": _report(2)}], "interval_seconds": 1},
+    )
+    instance = admin.instance("gpu-a")
+    assert instance.health == "healthy"
+    actions = [e.action for e in reversed(instance.events)]
+    assert actions[-2:] == ["instance.unhealthy", "instance.healthy"]
+
+
+def test_a_gpu_missing_from_a_report_is_a_fault_event(plane: Plane, admin: BrevClient) -> None:
+    agent = _agent_for(plane, "gpu-a")
+    two = {
+        **_report(1),
+        "gpus": [{"uuid": "GPU-0", "name": "H200"}, {"uuid": "GPU-1", "name": "H200"}],
+    }
+    one = {**_report(2), "gpus": [{"uuid": "GPU-0", "name": "H200"}]}
+    agent.post("/api/v1/agent/reports", json={"reports": [{"seq": 1, "report": two}]})
+    agent.post("/api/v1/agent/reports", json={"reports": [{"seq": 2, "report": one}]})
+    vanished = [e for e in admin.instance("gpu-a").events if e.action == "gpu.vanished"]
+    assert [e.details for e in vanished] == [{"uuid": "GPU-1", "name": "H200"}]
 
 
 def test_a_member_cannot_take_the_agent_token_of_anothers_instance(
@@ -112,6 +173,14 @@ def test_reports_survive_an_outage_of_the_plane_in_order_and_once(tmp_path: Path
         server = start_server(home, env_extra=env, port=port)
         before = log.read_text().count("delivered")
         _wait(lambda: log.read_text().count("delivered") > before, "the buffered reports")
+        shown = subprocess.run(
+            [BREV, "show", "gpu-a"],
+            env={**server.env(), "BREV_API_URL": server.url, "BREV_TOKEN": server.admin_token,
+                 "BREV_ORG": "default"},
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        assert "Last agent report" in shown.stderr and "health healthy" in shown.stderr
+        assert shown.stdout.count("NVIDIA H200") == 2  # the GPU table of the replayed host
         agent.terminate()
         agent.wait(timeout=15)
     finally:

@@ -26,7 +26,10 @@ MAX_BACKOFF_S = 60.0
 
 
 class Uplink:
-    def __init__(self, url: str, token: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, token: str, *, interval: float = 10.0, timeout: float = 10.0
+    ) -> None:
+        self._interval = interval
         self._http = httpx.Client(
             base_url=url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}"},
@@ -48,7 +51,10 @@ class Uplink:
         """Send what waits, oldest first; True when nothing is left."""
         while self.pending:
             batch = list(self.pending)[:MAX_BATCH]
-            body = {"reports": [{"seq": seq, "report": report} for seq, report in batch]}
+            body = {
+                "reports": [{"seq": seq, "report": report} for seq, report in batch],
+                "interval_seconds": self._interval,
+            }
             response = self._http.post("/api/v1/agent/reports", json=body)
             if response.status_code in (401, 403, 404):
                 raise PermissionError(f"the plane refused this agent: {response.text[:200]}")
@@ -71,7 +77,7 @@ def run(
     should_stop: Callable[[], bool] = lambda: False,
     collect_report: Callable[[], dict[str, Any]] = lambda: collect().as_json(),
 ) -> Uplink:
-    uplink = Uplink(url, token)
+    uplink = Uplink(url, token, interval=interval)
     backoff = 0.0
     next_sample = time.monotonic()
     next_attempt = 0.0

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from brev.cli.output import note, print_json, print_table
+from brev.cli.gpus import print_gpu_table
+from brev.cli.output import note, print_json
 
 app = typer.Typer(
     help="The agent that reports a host's GPUs.", no_args_is_help=True, rich_markup_mode=None
@@ -37,22 +38,7 @@ def collect(
     if not report.gpus:
         note("no NVIDIA GPUs: this is a CPU host")
         return
-    print_table(
-        ["gpu", "name", "memory", "util", "temp", "power", "processes"],
-        [
-            [
-                str(g.index),
-                g.name,
-                _memory(g.memory_used_mib, g.memory_total_mib)
-                + (" (unified)" if g.unified_memory else ""),
-                _unit(g.utilization_gpu_pct, "%"),
-                _unit(g.temperature_c, "C"),
-                _unit(g.power_draw_w, "W"),
-                str(len(g.processes)),
-            ]
-            for g in report.gpus
-        ],
-    )
+    print_gpu_table(report.as_json()["gpus"])
 
 
 @app.command("run")
@@ -85,13 +71,3 @@ def run(
     except PermissionError as exc:
         raise BrevError(str(exc)) from None
     note(f"stopped; {uplink.delivered} report(s) delivered, {len(uplink.pending)} undelivered")
-
-
-def _unit(value: float | None, unit: str) -> str:
-    return "-" if value is None else f"{value:.0f}{unit}"
-
-
-def _memory(used: float | None, total: float | None) -> str:
-    if total is None:
-        return "-"
-    return f"{(used or 0) / 1024:.1f}/{total / 1024:.1f} GiB"

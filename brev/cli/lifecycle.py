@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from brev.cli.gpus import print_gpu_table
 from brev.cli.login_state import connect
 from brev.cli.output import age, note, print_json, print_table, when
 from brev.duration import InvalidDuration, parse_duration
@@ -207,6 +208,11 @@ def show(
         ],
     ]
     print_table(["field", "value"], rows)
+    if instance.last_heartbeat_at is not None:
+        gpus = instance.telemetry.get("gpus") or []
+        note(f"Last agent report {age(instance.last_heartbeat_at)} ago; health {instance.health}.")
+        if gpus:
+            print_gpu_table(gpus)
     _print_attempts(instance)
     if instance.events:
         print_table(

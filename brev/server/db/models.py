@@ -241,6 +241,7 @@ class Instance(Base):
     # a report with a number already seen is a re-send after an outage, and is dropped.
     telemetry: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_report_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    report_interval_seconds: Mapped[float | None] = mapped_column(Float, doc="the agent's pace")
 
 
 class ProviderConfig(Base):

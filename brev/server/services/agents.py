@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
@@ -54,10 +56,45 @@ def accept_reports(
     for item in sorted(body.reports, key=lambda r: r.seq):
         if item.seq <= instance.last_report_seq:
             continue
+        _record_vanished_gpus(session, instance, item.report)
         instance.telemetry = item.report
         instance.last_report_seq = item.seq
         accepted += 1
     if accepted:
         instance.last_heartbeat_at = utcnow()
+        instance.report_interval_seconds = body.interval_seconds
+        if instance.health == api.Health.UNHEALTHY:
+            _event(session, instance, "instance.healthy", {"reason": "reports resumed"})
         instance.health = api.Health.HEALTHY
     return api.AgentReportsAccepted(accepted=accepted, last_seq=instance.last_report_seq)
+
+
+def _gpu_ids(report: dict[str, Any]) -> dict[str, str]:
+    gpus = report.get("gpus")
+    if not isinstance(gpus, list):
+        return {}
+    return {
+        str(g.get("uuid")): str(g.get("name", "GPU"))
+        for g in gpus
+        if isinstance(g, dict) and g.get("uuid")
+    }
+
+
+def _record_vanished_gpus(session: Session, instance: Instance, report: dict[str, Any]) -> None:
+    """A GPU in the last report and not in this one fell off the bus or lost its driver."""
+    before, now = _gpu_ids(instance.telemetry), _gpu_ids(report)
+    for uuid in sorted(set(before) - set(now)):
+        _event(session, instance, "gpu.vanished", {"uuid": uuid, "name": before[uuid]})
+
+
+def _event(session: Session, instance: Instance, action: str, details: dict[str, Any]) -> None:
+    events.record(
+        session,
+        org_id=instance.org_id,
+        actor_id=None,
+        action=action,
+        object_type="instance",
+        object_id=instance.id,
+        object_name=instance.name,
+        details=details,
+    )

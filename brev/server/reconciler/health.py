@@ -1,0 +1,49 @@
+"""Health from heartbeats: an instance whose agent missed three reports in a row is unhealthy
+until reports resume (brev.server.services.agents marks it healthy again)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from brev.api import Health
+from brev.server.db.engine import transaction
+from brev.server.db.models import Instance, utcnow
+from brev.server.services import events
+
+MISSED_REPORTS = 3
+
+
+def mark_silent_instances(sessions: sessionmaker[Session]) -> int:
+    """Mark healthy instances whose agent fell silent unhealthy; how many were marked."""
+    now = utcnow()
+    marked = 0
+    with transaction(sessions) as session:
+        reporting = session.scalars(
+            select(Instance).where(
+                Instance.health == Health.HEALTHY,
+                Instance.deleted_at.is_(None),
+                Instance.last_heartbeat_at.is_not(None),
+                Instance.report_interval_seconds.is_not(None),
+            )
+        )
+        for instance in reporting:
+            assert instance.last_heartbeat_at and instance.report_interval_seconds
+            silence = now - instance.last_heartbeat_at
+            if silence <= timedelta(seconds=MISSED_REPORTS * instance.report_interval_seconds):
+                continue
+            instance.health = Health.UNHEALTHY
+            events.record(
+                session,
+                org_id=instance.org_id,
+                actor_id=None,
+                action="instance.unhealthy",
+                object_type="instance",
+                object_id=instance.id,
+                object_name=instance.name,
+                details={"reason": f"no agent report for {silence.total_seconds():.0f} s"},
+            )
+            marked += 1
+    return marked
