@@ -252,6 +252,15 @@ class InstanceCreate(_Model):
     idempotency_key: (
         Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] | None
     ) = Field(None, description="the same key twice returns the first instance")
+    autostop_seconds: int | None = Field(
+        None, gt=0, le=30 * 86400, description="stop after this long idle (GPUs < 5 %, no SSH)"
+    )
+    autostop_delete: bool = Field(False, description="autostop deletes instead of stopping")
+
+
+class Autostop(_Model):
+    seconds: int | None = Field(gt=0, le=30 * 86400, description="null: autostop off")
+    delete: bool = False
 
 
 class Placement(_Model):
@@ -283,6 +292,9 @@ class InstanceDetail(Instance):
     plan: list[Placement]
     attempt: int = Field(description="index in plan of the placement tried last")
     last_heartbeat_at: datetime | None = Field(description="the agent's last report")
+    autostop_idle_seconds: int | None = Field(description="autostop window; null: off")
+    autostop_delete: bool
+    idle_since: datetime | None = Field(description="idle (for autostop) since; null: busy")
     telemetry: dict[str, Any] = Field(description="the agent's last report: GPUs and host")
     events: list[Event] = Field(description="newest first")
 

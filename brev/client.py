@@ -230,6 +230,13 @@ class BrevClient:
         response = self._request("DELETE", self._org_path(org, f"/instances/{name}"))
         return _parse(api.InstanceDetail, response)
 
+    def set_autostop(
+        self, name: str, seconds: int | None, delete: bool = False, org: str | None = None
+    ) -> api.InstanceDetail:
+        body = {"seconds": seconds, "delete": delete}
+        path = self._org_path(org, f"/instances/{name}/autostop")
+        return _parse(api.InstanceDetail, self._request("PUT", path, body))
+
     def providers(self, org: str | None = None) -> list[api.ProviderConfig]:
         return self._get(_PROVIDERS, self._org_path(org, "/providers"))
 

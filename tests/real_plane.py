@@ -29,11 +29,9 @@ FAST_RECONCILER = {
     "BREV_RECONCILE_INTERVAL": "0.2",
     "BREV_RECONCILE_POLL": "0.2",
 }
-# How long a claim on a row lasts. A step must finish within it: one that outlives its claim is
-# claimed and run again beside itself (see test_crash.py's xfail). A server's first create
-# takes about 1.6 s on moto (boto3's import, the image look-up), so a server that must live
-# claims for 15 s, while one that a crash test kills claims for 6 s, so that the server
-# restarted after it takes its row over soon.
+# How long a claim on a row lasts. A server renews the claims of its running steps, so this
+# only bounds how soon a restarted server takes over the rows of one that was killed: 6 s for
+# servers a crash test kills, 15 s for the others.
 LEASE_SECONDS = 15
 TAKEOVER_LEASE_SECONDS = 6
 # How long a `brev` command against the plane may take (`brev create` waits for a machine).

@@ -43,6 +43,10 @@ def create(
     startup_script: Annotated[Path | None, typer.Option(help="script run at first boot")] = None,
     detach: Annotated[bool, typer.Option(help="return once accepted; do not wait")] = False,
     timeout: Annotated[str, typer.Option(help="how long to wait for RUNNING")] = "15m",
+    autostop: Annotated[
+        str | None, typer.Option(help="stop after this long idle (GPUs < 5 %, no SSH), e.g. 30m")
+    ] = None,
+    autostop_delete: Annotated[bool, typer.Option(help="autostop deletes instead")] = False,
     dry_run: Annotated[
         bool, typer.Option(help="print the placements it would try; create nothing")
     ] = False,
@@ -59,6 +63,10 @@ def create(
         wait_seconds = parse_duration(timeout)
     except InvalidDuration as exc:
         raise BrevError(f"--timeout: {exc}") from None
+    try:
+        autostop_seconds = parse_duration(autostop) if autostop else None
+    except InvalidDuration as exc:
+        raise BrevError(f"--autostop: {exc}") from None
     script = None
     if startup_script is not None:
         try:
@@ -80,6 +88,8 @@ def create(
         # One key per command: if the request is retried (a dropped connection), the plane
         # returns the first instance instead of making a second.
         idempotency_key=f"cli-{uuid.uuid4().hex}",
+        autostop_seconds=autostop_seconds,
+        autostop_delete=autostop_delete,
     )
     with connect() as client:
         if dry_run:
@@ -299,6 +309,28 @@ def delete(
             note(f"Deleting {name}.")
 
 
+def autostop(
+    name: Annotated[str, typer.Argument(help="instance name")],
+    after: Annotated[str, typer.Argument(help="idle time before it stops, e.g. 30m; or off")],
+    delete_it: Annotated[bool, typer.Option("--delete", help="delete instead of stopping")] = False,
+) -> None:
+    """Stop an instance once it stayed idle (every GPU under 5 %, no SSH session)."""
+    if after.strip().lower() == "off":
+        seconds = None
+    else:
+        try:
+            seconds = parse_duration(after)
+        except InvalidDuration as exc:
+            raise BrevError(f"autostop: {exc}, or off") from None
+    with connect() as client:
+        client.set_autostop(name, seconds, delete=delete_it)
+    if seconds is None:
+        note(f"Autostop is off for {name}.")
+    else:
+        verb = "delete" if delete_it else "stop"
+        note(f"{name} will {verb} after {after} idle (every GPU under 5 %, no SSH session).")
+
+
 def register(app: typer.Typer) -> None:
-    for command in (create, show, start, stop, delete):
+    for command in (create, show, start, stop, delete, autostop):
         app.command(rich_help_panel=PANEL)(command)

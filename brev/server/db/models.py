@@ -242,6 +242,9 @@ class Instance(Base):
     telemetry: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_report_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     report_interval_seconds: Mapped[float | None] = mapped_column(Float, doc="the agent's pace")
+    # Autostop: since when every report said idle (GPUs under 5 %, no SSH session); None: busy.
+    idle_since: Mapped[datetime | None]
+    autostop_delete: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ProviderConfig(Base):

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from brev.providers.base import Provider
 from brev.server.db.engine import transaction
 from brev.server.db.models import Instance, Org, Plane, utcnow
-from brev.server.reconciler import claims, health, sweep
+from brev.server.reconciler import autostop, claims, health, sweep
 from brev.server.reconciler.steps import Change, Recorder, Snapshot, Timing, step
 from brev.server.secrets import SecretBox
 from brev.server.services import events, provider_configs
@@ -78,6 +78,7 @@ class Reconciler:
             try:
                 self.dispatch()
                 health.mark_silent_instances(self._sessions)
+                autostop.stop_idle_instances(self._sessions)
                 if time.monotonic() - self._last_sweep >= self._sweep_every.total_seconds():
                     self._last_sweep = time.monotonic()
                     self._pool.submit(self.sweep)

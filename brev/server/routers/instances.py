@@ -46,6 +46,14 @@ def stop_instance(session: DbSession, ctx: InOrg, name: str) -> api.InstanceDeta
     return instance_actions.stop(session, ctx, name)
 
 
+@router.put("/orgs/{org}/instances/{name}/autostop")
+def set_autostop(
+    session: DbSession, ctx: InOrg, name: str, body: api.Autostop
+) -> api.InstanceDetail:
+    """Stop (or delete) the instance once it stayed idle this long; `seconds: null` turns it off."""
+    return instance_actions.set_autostop(session, ctx, name, body)
+
+
 @router.delete("/orgs/{org}/instances/{name}")
 def delete_instance(session: DbSession, ctx: InOrg, name: str) -> api.InstanceDetail:
     return instance_actions.delete(session, ctx, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
@@ -61,12 +62,31 @@ def accept_reports(
         instance.last_report_seq = item.seq
         accepted += 1
     if accepted:
+        instance.idle_since = _idle_since(instance, body.reports[-1].report)
         instance.last_heartbeat_at = utcnow()
         instance.report_interval_seconds = body.interval_seconds
         if instance.health == api.Health.UNHEALTHY:
             _event(session, instance, "instance.healthy", {"reason": "reports resumed"})
         instance.health = api.Health.HEALTHY
     return api.AgentReportsAccepted(accepted=accepted, last_seq=instance.last_report_seq)
+
+
+# Autostop counts a GPU as idle under this utilization (percent).
+IDLE_UTILIZATION_PCT = 5.0
+
+
+def _idle_since(instance: Instance, report: dict[str, Any]) -> datetime | None:
+    """When the current idle stretch began; None while the newest report says busy."""
+    gpus = report.get("gpus") or []
+    host = report.get("host") or {}
+    busy_gpu = any(
+        (g.get("utilization_gpu_pct") or 0) >= IDLE_UTILIZATION_PCT
+        for g in gpus
+        if isinstance(g, dict)
+    )
+    if busy_gpu or (host.get("ssh_sessions") or 0) > 0:
+        return None
+    return instance.idle_since or utcnow()
 
 
 def _gpu_ids(report: dict[str, Any]) -> dict[str, str]:

@@ -33,6 +33,26 @@ def delete(session: Session, ctx: OrgContext, name: str) -> api.InstanceDetail:
     return _want(session, ctx, instance, S.DELETED, "instance.delete")
 
 
+def set_autostop(
+    session: Session, ctx: OrgContext, name: str, body: api.Autostop
+) -> api.InstanceDetail:
+    instance = find(session, ctx, name)
+    instance.autostop_idle_seconds = body.seconds
+    instance.autostop_delete = body.delete
+    events.record(
+        session,
+        org_id=ctx.org.id,
+        actor_id=ctx.principal.user_id,
+        action="instance.autostop_set",
+        object_type="instance",
+        object_id=instance.id,
+        object_name=instance.name,
+        details={"seconds": body.seconds, "delete": body.delete},
+    )
+    session.flush()
+    return get_detail(session, ctx, instance.name)
+
+
 def _refuse_if(instance: Instance, statuses: set[S], verb: str) -> None:
     if instance.status in statuses:
         raise Conflict(f"cannot {verb} '{instance.name}': it is {instance.status}")

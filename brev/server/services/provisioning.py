@@ -125,6 +125,8 @@ def create(
         startup_script=body.startup_script,
         price_per_hour=first.price_per_hour,
         plan=[p.model_dump(mode="json") for p in chosen.placements],
+        autostop_idle_seconds=body.autostop_seconds,
+        autostop_delete=body.autostop_delete,
         created_by_id=ctx.principal.user_id,
     )
     if body.idempotency_key:
