@@ -197,3 +197,16 @@ def test_reports_survive_an_outage_of_the_plane_in_order_and_once(tmp_path: Path
     sequences = [int(b.split("seq ")[1].split("..")[1]) for b in batches]
     assert sequences == sorted(sequences)
     assert _last_seq(server) == sequences[-1]
+
+
+def test_new_uncorrected_ecc_errors_are_fault_events(plane: Plane, admin: BrevClient) -> None:
+    agent = _agent_for(plane, "gpu-a")
+
+    def report(seq: int, ecc: float) -> dict[str, object]:
+        gpu = {"uuid": "GPU-0", "name": "H200", "ecc_uncorrected": ecc}
+        return {"reports": [{"seq": seq, "report": {**_report(seq), "gpus": [gpu]}}]}
+
+    for seq, ecc in enumerate([0, 0, 2, 2, 3], start=1):
+        agent.post("/api/v1/agent/reports", json=report(seq, ecc))
+    faults = [e.details for e in admin.instance("gpu-a").events if e.action == "gpu.ecc_errors"]
+    assert [(f["total"], f["new"]) for f in reversed(faults)] == [(2, 2), (3, 1)]

@@ -14,14 +14,15 @@ import io
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from brev.agent.report import GpuProcess, GpuSample
 
 FIELDS = (
     "index,uuid,name,pci.bus_id,driver_version,memory.total,memory.used,utilization.gpu,"
-    "utilization.memory,temperature.gpu,power.draw,power.limit,mig.mode.current"
+    "utilization.memory,temperature.gpu,power.draw,power.limit,mig.mode.current,"
+    "ecc.errors.uncorrected.volatile.total"
 )
 # What every driver since the 2010s answers: asked for when the full list is refused.
 BASIC_FIELDS = "index,uuid,name,memory.total,memory.used,utilization.gpu"
@@ -70,15 +71,17 @@ def header_name(header: str) -> str:
     return _ALIASES.get(name, name)
 
 
-def parse_csv(text: str) -> list[dict[str, str | None]]:
-    """Rows of `--format=csv,nounits` output (with its header) keyed by field name."""
+def parse_csv(text: str, names: Sequence[str] | None = None) -> list[dict[str, str | None]]:
+    """Rows of `--format=csv[,nounits]` output keyed by field name: from its header line, or
+    from `names` (the fields asked for) when it was asked for with `noheader`."""
     rows = list(csv.reader(io.StringIO(text.strip()), skipinitialspace=True))
-    if not rows:
-        return []
-    names = [header_name(h) for h in rows[0]]
+    if names is None:
+        if not rows:
+            return []
+        names, rows = [header_name(h) for h in rows[0]], rows[1:]
     return [
         {name: _value(cell) for name, cell in zip(names, row, strict=False)}
-        for row in rows[1:]
+        for row in rows
         if any(cell.strip() for cell in row)
     ]
 
@@ -110,6 +113,7 @@ def _sample(row: Mapping[str, str | None], processes: list[GpuProcess]) -> GpuSa
         power_draw_w=number(row.get("power.draw")),
         power_limit_w=number(row.get("power.limit")),
         mig_mode=row.get("mig.mode.current"),
+        ecc_uncorrected=number(row.get("ecc.errors.uncorrected.volatile.total")),
         processes=processes,
     )
 
@@ -143,8 +147,12 @@ def read_gpus() -> SmiReading:
 def cuda_version() -> str | None:
     """The CUDA version the driver supports, from `nvidia-smi -q` (not a --query-gpu field)."""
     try:
-        text = _run("-q")
+        return cuda_version_in(_run("-q"))
     except (ValueError, NoDriver):
         return None
-    match = re.search(r"^\s*CUDA Version\s*:\s*(\S+)", text, re.MULTILINE)
+
+
+def cuda_version_in(text: str) -> str | None:
+    """From `nvidia-smi -q` (`CUDA Version : 13.0`) or its table (`CUDA Version: 13.0 |`)."""
+    match = re.search(r"CUDA Version\s*:\s*([0-9][0-9.]*)", text)
     return match.group(1) if match else None

@@ -59,6 +59,11 @@ def _sample(index: int) -> GpuSample:
     power = _maybe(lambda: pynvml.nvmlDeviceGetPowerUsage(handle))
     limit = _maybe(lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(handle))
     mig = _maybe(lambda: pynvml.nvmlDeviceGetMigMode(handle))
+    ecc = _maybe(
+        lambda: pynvml.nvmlDeviceGetTotalEccErrors(
+            handle, pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_VOLATILE_ECC
+        )
+    )
     processes = _maybe(lambda: pynvml.nvmlDeviceGetComputeRunningProcesses(handle)) or []
     return GpuSample(
         index=index,
@@ -74,6 +79,7 @@ def _sample(index: int) -> GpuSample:
         power_draw_w=power / 1000 if power is not None else None,
         power_limit_w=limit / 1000 if limit is not None else None,
         mig_mode=("Enabled" if mig[0] else "Disabled") if mig else None,
+        ecc_uncorrected=float(ecc) if ecc is not None else None,
         processes=[
             GpuProcess(
                 pid=p.pid,

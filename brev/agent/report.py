@@ -30,6 +30,7 @@ class GpuSample:
     power_draw_w: float | None
     power_limit_w: float | None
     mig_mode: str | None
+    ecc_uncorrected: float | None = None  # volatile count since the driver loaded
     processes: list[GpuProcess] = field(default_factory=list)
 
 

@@ -12,7 +12,7 @@ from brev import api
 from brev.server.auth import Principal
 from brev.server.db.models import ApiToken, Instance, utcnow
 from brev.server.errors import Forbidden, NotFound
-from brev.server.services import events, tokens
+from brev.server.services import events, gpu_metrics, tokens
 from brev.server.services.instances import find
 from brev.server.services.scope import OrgContext
 
@@ -58,7 +58,9 @@ def accept_reports(
         if item.seq <= instance.last_report_seq:
             continue
         _record_vanished_gpus(session, instance, item.report)
+        _record_ecc_errors(session, instance, item.report)
         instance.telemetry = item.report
+        gpu_metrics.record(session, instance.id, item.report)
         instance.last_report_seq = item.seq
         accepted += 1
     if accepted:
@@ -105,6 +107,29 @@ def _record_vanished_gpus(session: Session, instance: Instance, report: dict[str
     before, now = _gpu_ids(instance.telemetry), _gpu_ids(report)
     for uuid in sorted(set(before) - set(now)):
         _event(session, instance, "gpu.vanished", {"uuid": uuid, "name": before[uuid]})
+
+
+def _record_ecc_errors(session: Session, instance: Instance, report: dict[str, Any]) -> None:
+    """Uncorrected ECC errors that appeared since the last report: the GPU's memory is failing."""
+    before = _ecc_counts(instance.telemetry)
+    for uuid, (name, count) in _ecc_counts(report).items():
+        previous = before.get(uuid, (name, 0.0))[1]
+        if count > previous:
+            details = {"uuid": uuid, "name": name, "total": count, "new": count - previous}
+            _event(session, instance, "gpu.ecc_errors", details)
+
+
+def _ecc_counts(report: dict[str, Any]) -> dict[str, tuple[str, float]]:
+    gpus = report.get("gpus")
+    if not isinstance(gpus, list):
+        return {}
+    return {
+        str(g["uuid"]): (str(g.get("name", "GPU")), float(g["ecc_uncorrected"]))
+        for g in gpus
+        if isinstance(g, dict)
+        and g.get("uuid")
+        and isinstance(g.get("ecc_uncorrected"), int | float)
+    }
 
 
 def _event(session: Session, instance: Instance, action: str, details: dict[str, Any]) -> None:
