@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
@@ -339,3 +339,21 @@ class ProviderConfig(_Model):
 
 
 ErrorDetail.model_rebuild()
+
+
+class GpuPoint(_Model):
+    """One GPU at one moment: a raw sample, or the aggregate of a minute starting at `at`."""
+
+    at: datetime
+    utilization_pct: float | None = Field(description="a minute: average")
+    memory_used_mib: float | None = Field(description="a minute: maximum")
+    power_w: float | None = Field(description="a minute: average")
+    temperature_c: float | None = Field(description="a minute: maximum")
+    resolution: Literal["raw", "minute"] = Field(
+        description="raw: one agent sample (kept an hour); minute: aggregate (kept 7 days)"
+    )
+
+
+class GpuSeries(_Model):
+    gpu_index: int
+    points: list[GpuPoint] = Field(description="oldest first")

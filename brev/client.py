@@ -11,6 +11,7 @@ Every failure is a `brev.errors.BrevError` with a message fit to show a person.
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
@@ -206,6 +207,14 @@ class BrevClient:
     def instance(self, name: str, org: str | None = None) -> api.InstanceDetail:
         return self._get(api.InstanceDetail, self._org_path(org, f"/instances/{name}"))
 
+    def instance_metrics(
+        self, name: str, since: datetime | None = None, org: str | None = None
+    ) -> list[api.GpuSeries]:
+        """Per GPU, its utilization, memory, power and temperature since `since` (default: the
+        plane's, an hour): raw samples for the last hour, one-minute aggregates before."""
+        params = {"since": since.isoformat()} if since is not None else {}
+        return self._get(_GPU_SERIES, self._org_path(org, f"/instances/{name}/metrics"), **params)
+
     def create_instance(
         self, body: api.InstanceCreate, org: str | None = None
     ) -> api.InstanceDetail:
@@ -284,6 +293,7 @@ _MEMBERS = TypeAdapter(list[api.Member], config=ConfigDict(defer_build=True))
 _TOKENS = TypeAdapter(list[api.Token], config=ConfigDict(defer_build=True))
 _INSTANCES = TypeAdapter(list[api.Instance], config=ConfigDict(defer_build=True))
 _EVENTS = TypeAdapter(list[api.Event], config=ConfigDict(defer_build=True))
+_GPU_SERIES = TypeAdapter(list[api.GpuSeries], config=ConfigDict(defer_build=True))
 _PROVIDERS = TypeAdapter(list[api.ProviderConfig], config=ConfigDict(defer_build=True))
 _OFFERS = TypeAdapter(list[api.Offer], config=ConfigDict(defer_build=True))
 _CATALOG_REFRESHES = TypeAdapter(list[api.CatalogRefresh], config=ConfigDict(defer_build=True))

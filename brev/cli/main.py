@@ -20,6 +20,7 @@ from brev.cli import (
     search,
     server,
     tokens,
+    top,
 )
 from brev.errors import BrevError
 
@@ -77,6 +78,7 @@ app = typer.Typer(
 instances.register(app)
 lifecycle.register(app)
 search.register(app)
+top.register(app)
 app.add_typer(orgs.app, name="org", rich_help_panel="Organization")
 app.add_typer(tokens.app, name="token", rich_help_panel="Organization")
 app.add_typer(providers.app, name="provider", rich_help_panel="Organization")

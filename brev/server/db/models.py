@@ -279,3 +279,39 @@ class Event(Base):
     object_name: Mapped[str | None] = mapped_column(String(255))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GpuSample(Base):
+    """One GPU's reading from one agent report. Kept an hour, then rolled into `gpu_minutes`
+    (brev.server.services.gpu_metrics), so storage per instance stays bounded."""
+
+    __tablename__ = "gpu_samples"
+    __table_args__ = (Index("ix_gpu_samples_instance_id_at", "instance_id", "at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
+    gpu_index: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    utilization_pct: Mapped[float | None] = mapped_column(Float)
+    memory_used_mib: Mapped[float | None] = mapped_column(Float)
+    power_w: Mapped[float | None] = mapped_column(Float)
+    temperature_c: Mapped[float | None] = mapped_column(Float)
+
+
+class GpuMinute(Base):
+    """One GPU's samples of one minute, summed up; kept seven days. The key is the index."""
+
+    __tablename__ = "gpu_minutes"
+
+    instance_id: Mapped[str] = mapped_column(
+        ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True
+    )
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    gpu_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    utilization_pct: Mapped[float | None] = mapped_column(Float, doc="average")
+    memory_used_mib: Mapped[float | None] = mapped_column(Float, doc="maximum")
+    power_w: Mapped[float | None] = mapped_column(Float, doc="average")
+    temperature_c: Mapped[float | None] = mapped_column(Float, doc="maximum")
+    samples: Mapped[int] = mapped_column(Integer)

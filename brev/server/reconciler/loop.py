@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from brev.providers.base import Provider
 from brev.server.db.engine import transaction
 from brev.server.db.models import Instance, Org, Plane, utcnow
-from brev.server.reconciler import autostop, claims, health, sweep
+from brev.server.reconciler import autostop, claims, health, retention, sweep
 from brev.server.reconciler.steps import Change, Recorder, Snapshot, Timing, step
 from brev.server.secrets import SecretBox
 from brev.server.services import events, provider_configs
@@ -60,6 +60,7 @@ class Reconciler:
         self._in_flight: set[str] = set()
         self._in_flight_lock = threading.Lock()
         self._last_sweep = 0.0
+        self._retention = retention.Retention(sessions)
 
     # -- running ------------------------------------------------------------------------
 
@@ -79,6 +80,7 @@ class Reconciler:
                 self.dispatch()
                 health.mark_silent_instances(self._sessions)
                 autostop.stop_idle_instances(self._sessions)
+                self._retention.maybe_compact()
                 if time.monotonic() - self._last_sweep >= self._sweep_every.total_seconds():
                     self._last_sweep = time.monotonic()
                     self._pool.submit(self.sweep)

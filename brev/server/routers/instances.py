@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, Response
 
 from brev import api
 from brev.server.deps import DbSession, InOrg
-from brev.server.services import instance_actions, instances, provisioning
+from brev.server.services import gpu_metrics, instance_actions, instances, provisioning
 
 router = APIRouter(tags=["instances"])
 
@@ -34,6 +36,15 @@ def create_instance(
 @router.get("/orgs/{org}/instances/{name}")
 def get_instance(session: DbSession, ctx: InOrg, name: str) -> api.InstanceDetail:
     return instances.get_detail(session, ctx, name)
+
+
+@router.get("/orgs/{org}/instances/{name}/metrics")
+def instance_metrics(
+    session: DbSession, ctx: InOrg, name: str, since: datetime | None = None
+) -> list[api.GpuSeries]:
+    """GPU metrics per GPU since `since` (default: an hour ago): raw samples for the last hour,
+    one-minute aggregates before that (kept seven days)."""
+    return gpu_metrics.series(session, ctx, name, since)
 
 
 @router.post("/orgs/{org}/instances/{name}/start")
