@@ -34,18 +34,10 @@ def stop_idle_instances(sessions: sessionmaker[Session]) -> int:
                 continue
             instance.desired_status = S.DELETED if instance.autostop_delete else S.STOPPED
             instance.next_check_at = None
-            events.record(
-                session,
-                org_id=instance.org_id,
-                actor_id=None,
-                action="instance.autostop",
-                object_type="instance",
-                object_id=instance.id,
-                object_name=instance.name,
-                details={
-                    "action": "delete" if instance.autostop_delete else "stop",
-                    "reason": f"idle for {window}: every GPU under 5 % and no SSH session",
-                },
-            )
+            details = {
+                "action": "delete" if instance.autostop_delete else "stop",
+                "reason": f"idle for {window}: every GPU under 5 % and no SSH session",
+            }
+            events.about_instance(session, instance, "instance.autostop", details)
             acted += 1
     return acted

@@ -35,15 +35,7 @@ def mark_silent_instances(sessions: sessionmaker[Session]) -> int:
             if silence <= timedelta(seconds=MISSED_REPORTS * instance.report_interval_seconds):
                 continue
             instance.health = Health.UNHEALTHY
-            events.record(
-                session,
-                org_id=instance.org_id,
-                actor_id=None,
-                action="instance.unhealthy",
-                object_type="instance",
-                object_id=instance.id,
-                object_name=instance.name,
-                details={"reason": f"no agent report for {silence.total_seconds():.0f} s"},
-            )
+            reason = f"no agent report for {silence.total_seconds():.0f} s"
+            events.about_instance(session, instance, "instance.unhealthy", {"reason": reason})
             marked += 1
     return marked

@@ -161,16 +161,7 @@ class Reconciler:
                     setattr(row, key, value)
                 row.updated_at = utcnow()
                 for action, details in change.events:
-                    events.record(
-                        session,
-                        org_id=row.org_id,
-                        actor_id=None,
-                        action=action,
-                        object_type="instance",
-                        object_id=row.id,
-                        object_name=row.name,
-                        details=details,
-                    )
+                    events.about_instance(session, row, action, details)
 
         step(
             snapshot,

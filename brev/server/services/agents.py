@@ -33,15 +33,8 @@ def issue_token(session: Session, ctx: OrgContext, name: str) -> api.AgentToken:
     )
     token.kind = "agent"
     token.instance_id = instance.id
-    events.record(
-        session,
-        org_id=instance.org_id,
-        actor_id=ctx.principal.user_id,
-        action="agent.token",
-        object_type="instance",
-        object_id=instance.id,
-        object_name=instance.name,
-        details={"prefix": token.prefix},
+    events.about_instance(
+        session, instance, "agent.token", {"prefix": token.prefix}, actor_id=ctx.principal.user_id
     )
     return api.AgentToken(instance=instance.name, token=secret)
 
@@ -68,7 +61,9 @@ def accept_reports(
         instance.last_heartbeat_at = utcnow()
         instance.report_interval_seconds = body.interval_seconds
         if instance.health == api.Health.UNHEALTHY:
-            _event(session, instance, "instance.healthy", {"reason": "reports resumed"})
+            events.about_instance(
+                session, instance, "instance.healthy", {"reason": "reports resumed"}
+            )
         instance.health = api.Health.HEALTHY
     return api.AgentReportsAccepted(accepted=accepted, last_seq=instance.last_report_seq)
 
@@ -106,7 +101,9 @@ def _record_vanished_gpus(session: Session, instance: Instance, report: dict[str
     """A GPU in the last report and not in this one fell off the bus or lost its driver."""
     before, now = _gpu_ids(instance.telemetry), _gpu_ids(report)
     for uuid in sorted(set(before) - set(now)):
-        _event(session, instance, "gpu.vanished", {"uuid": uuid, "name": before[uuid]})
+        events.about_instance(
+            session, instance, "gpu.vanished", {"uuid": uuid, "name": before[uuid]}
+        )
 
 
 def _record_ecc_errors(session: Session, instance: Instance, report: dict[str, Any]) -> None:
@@ -116,7 +113,7 @@ def _record_ecc_errors(session: Session, instance: Instance, report: dict[str, A
         previous = before.get(uuid, (name, 0.0))[1]
         if count > previous:
             details = {"uuid": uuid, "name": name, "total": count, "new": count - previous}
-            _event(session, instance, "gpu.ecc_errors", details)
+            events.about_instance(session, instance, "gpu.ecc_errors", details)
 
 
 def _ecc_counts(report: dict[str, Any]) -> dict[str, tuple[str, float]]:
@@ -130,16 +127,3 @@ def _ecc_counts(report: dict[str, Any]) -> dict[str, tuple[str, float]]:
         and g.get("uuid")
         and isinstance(g.get("ecc_uncorrected"), int | float)
     }
-
-
-def _event(session: Session, instance: Instance, action: str, details: dict[str, Any]) -> None:
-    events.record(
-        session,
-        org_id=instance.org_id,
-        actor_id=None,
-        action=action,
-        object_type="instance",
-        object_id=instance.id,
-        object_name=instance.name,
-        details=details,
-    )

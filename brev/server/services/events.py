@@ -8,7 +8,7 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from brev import api
-from brev.server.db.models import Event, User
+from brev.server.db.models import Event, Instance, User
 from brev.server.services.scope import OrgContext
 
 
@@ -33,6 +33,27 @@ def record(
             object_name=object_name,
             details=details or {},
         )
+    )
+
+
+def about_instance(
+    session: Session,
+    instance: Instance,
+    action: str,
+    details: dict[str, Any] | None = None,
+    *,
+    actor_id: str | None = None,
+) -> None:
+    """An event about one instance; `actor_id` None: the plane did it."""
+    record(
+        session,
+        org_id=instance.org_id,
+        actor_id=actor_id,
+        action=action,
+        object_type="instance",
+        object_id=instance.id,
+        object_name=instance.name,
+        details=details,
     )
 
 

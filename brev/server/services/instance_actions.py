@@ -39,15 +39,9 @@ def set_autostop(
     instance = find(session, ctx, name)
     instance.autostop_idle_seconds = body.seconds
     instance.autostop_delete = body.delete
-    events.record(
-        session,
-        org_id=ctx.org.id,
-        actor_id=ctx.principal.user_id,
-        action="instance.autostop_set",
-        object_type="instance",
-        object_id=instance.id,
-        object_name=instance.name,
-        details={"seconds": body.seconds, "delete": body.delete},
+    details = {"seconds": body.seconds, "delete": body.delete}
+    events.about_instance(
+        session, instance, "instance.autostop_set", details, actor_id=ctx.principal.user_id
     )
     session.flush()
     return get_detail(session, ctx, instance.name)
@@ -65,14 +59,6 @@ def _want(
         instance.desired_status = desired
         instance.next_check_at = None  # act on it at the next reconcile pass
         instance.updated_at = utcnow()
-        events.record(
-            session,
-            org_id=ctx.org.id,
-            actor_id=ctx.principal.user_id,
-            action=action,
-            object_type="instance",
-            object_id=instance.id,
-            object_name=instance.name,
-        )
+        events.about_instance(session, instance, action, actor_id=ctx.principal.user_id)
         session.flush()
     return get_detail(session, ctx, instance.name)

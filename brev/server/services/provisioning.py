@@ -138,15 +138,9 @@ def create(
         raise Conflict(
             f"an instance named '{name}' already exists in org '{ctx.org.name}'"
         ) from None
-    events.record(
-        session,
-        org_id=ctx.org.id,
-        actor_id=ctx.principal.user_id,
-        action="instance.create",
-        object_type="instance",
-        object_id=instance.id,
-        object_name=name,
-        details={"gpu": chosen.gpu, "placements": len(chosen.placements)},
+    details = {"gpu": chosen.gpu, "placements": len(chosen.placements)}
+    events.about_instance(
+        session, instance, "instance.create", details, actor_id=ctx.principal.user_id
     )
     return get_detail(session, ctx, name), True
 
