@@ -30,10 +30,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
 from brev.server.db.engine import make_engine, make_sessionmaker, transaction
-from brev.server.db.models import Instance, Membership, Org, User
+from brev.server.db.models import Instance
 
 if TYPE_CHECKING:  # mypy roots modules at the repository; see bench/harness.py
     from bench import harness
@@ -74,14 +72,7 @@ def seed_instances(home: Path, count: int) -> None:
     engine = make_engine(f"sqlite:///{home / 'brev.db'}")
     try:
         with transaction(make_sessionmaker(engine)) as session:
-            org_id = session.scalars(select(Org.id).where(Org.name == ORG)).one()
-            admin_id = session.scalars(
-                select(User.id)
-                .join(Membership, Membership.user_id == User.id)
-                .where(Membership.org_id == org_id, Membership.role == "admin")
-            ).first()
-            if admin_id is None:
-                raise RuntimeError(f"org '{ORG}' has no admin to create instances as")
+            org_id, admin_id = harness.org_and_admin(session, ORG)
             instances = []
             for number in range(count):
                 model, spec, gpus, provider, region, kind, price = rng.choice(SHAPES)

@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from brev.server.db.models import Membership, Org, User
 
 PYTHON = Path(sys.executable)
 BREV = PYTHON.parent / "brev"
@@ -313,3 +317,16 @@ def machine_line() -> str:
 def rounds_line(rounds: int, runs: int) -> str:
     note = "" if rounds == runs else f" (time budget reached; --runs {runs} asked)"
     return f"rounds   {rounds} measured, {WARMUP_ROUNDS} warm-up, round-robin{note}"
+
+
+def org_and_admin(session: Session, org: str) -> tuple[str, str]:
+    """The ids of `org` and of an admin of it, for rows a benchmark seeds directly."""
+    org_id = session.scalars(select(Org.id).where(Org.name == org)).one()
+    admin_id = session.scalars(
+        select(User.id)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.org_id == org_id, Membership.role == "admin")
+    ).first()
+    if admin_id is None:
+        raise Abort(f"org '{org}' has no admin to seed rows as")
+    return org_id, admin_id

@@ -43,12 +43,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from brev import api
 from brev.server.auth import hash_secret, new_secret, visible_prefix
 from brev.server.db.engine import make_engine, make_sessionmaker, transaction
-from brev.server.db.models import ApiToken, Instance, Membership, Org, User
+from brev.server.db.models import ApiToken, Instance
 
 if TYPE_CHECKING:  # mypy roots modules at the repository; see bench/harness.py
     from bench import harness
@@ -131,14 +129,7 @@ def seed_agents(database_url: str, count: int) -> list[str]:
     secrets: list[str] = []
     try:
         with transaction(make_sessionmaker(engine)) as session:
-            org_id = session.scalars(select(Org.id).where(Org.name == ORG)).one()
-            admin_id = session.scalars(
-                select(User.id)
-                .join(Membership, Membership.user_id == User.id)
-                .where(Membership.org_id == org_id, Membership.role == "admin")
-            ).first()
-            if admin_id is None:
-                raise harness.Abort(f"org '{ORG}' has no admin")
+            org_id, admin_id = harness.org_and_admin(session, ORG)
             instances = [
                 Instance(
                     org_id=org_id,
