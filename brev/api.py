@@ -176,6 +176,7 @@ class Instance(_Model):
     region: str | None
     instance_type: str | None
     price_per_hour: float | None
+    node: str | None = Field(None, description="the registered node it runs on; null: a cloud")
     created_by: str = Field(description="email of the user who created it")
     created_at: datetime
     updated_at: datetime
@@ -256,6 +257,7 @@ class InstanceCreate(_Model):
         None, gt=0, le=30 * 86400, description="stop after this long idle (GPUs < 5 %, no SSH)"
     )
     autostop_delete: bool = Field(False, description="autostop deletes instead of stopping")
+    node: Name | None = Field(None, description="only this registered node")
 
 
 class Autostop(_Model):
@@ -316,9 +318,20 @@ class AgentReports(_Model):
     )
 
 
+class Assignment(_Model):
+    """An instance a node's agent keeps a working directory for, and the GPUs its sessions see."""
+
+    instance: str
+    gpu_indices: list[int] = Field(description="empty: no GPU (CPU instance, or stopped)")
+    gpu_uuids: list[str]
+
+
 class AgentReportsAccepted(_Model):
     accepted: int = Field(description="reports new to the plane; re-sent ones are not counted")
     last_seq: int
+    assignments: list[Assignment] | None = Field(
+        None, description="a node's agent only: every instance it hosts; null for instances"
+    )
 
 
 class ProviderConfigAdd(_Model):
@@ -357,3 +370,103 @@ class GpuPoint(_Model):
 class GpuSeries(_Model):
     gpu_index: int
     points: list[GpuPoint] = Field(description="oldest first")
+
+
+class NodeStatus(StrEnum):
+    INSTALLING = "installing"  # added; its agent has not reported yet
+    ONLINE = "online"
+    OFFLINE = "offline"  # 3 reports missed: its instances are unhealthy, their GPUs kept
+
+
+class NodeGpu(_Model):
+    index: int
+    uuid: str | None
+    model: str | None = Field(description="as the catalog names it, e.g. 'H200'")
+    name: str = Field(description="as the driver names it, e.g. 'NVIDIA H200'")
+    memory_mib: float | None
+    unified_memory: bool = Field(description="memory shared with the host (DGX Spark, GB10)")
+    instance: str | None = Field(description="the instance it is allocated to; null: free")
+
+
+class Node(_Model):
+    id: str
+    name: str
+    org: str
+    status: NodeStatus
+    ssh_host: str | None
+    ssh_port: int
+    ssh_user: str | None
+    os: str | None
+    arch: str | None
+    cpu_count: int | None
+    memory_bytes: int | None
+    driver_version: str | None
+    cuda_version: str | None
+    price_per_hour: float | None = Field(description="internal USD/h per GPU; null: free")
+    gpus: list[NodeGpu]
+    instances: list[str] = Field(description="live instances on the node")
+    last_heartbeat_at: datetime | None
+    created_by: str
+    created_at: datetime
+
+
+class NodeDetail(Node):
+    host_keys: list[str] = Field(description="pinned OpenSSH host keys")
+    node_home: str | None = Field(description="the agent's folder on the box")
+    install_mode: str | None = Field(description="systemd, or supervised (a restart loop)")
+    python: str | None
+    telemetry: dict[str, Any] = Field(description="the agent's last report")
+    events: list[Event] = Field(description="newest first")
+
+
+class HostKeyQuery(_Model):
+    host: Annotated[str, Field(min_length=1, max_length=255)]
+    port: int = Field(22, ge=1, le=65535)
+
+
+class HostKey(_Model):
+    host: str
+    port: int
+    host_key: str = Field(description="OpenSSH public key line, what --host-key takes")
+    fingerprint: str = Field(description="SHA256:..., as ssh-keygen -lf prints it")
+
+
+class NodeAdd(_Model):
+    """`brev nodes add`: the plane connects over SSH and installs the agent."""
+
+    name: Name
+    host: Annotated[str, Field(min_length=1, max_length=255)]
+    port: int = Field(22, ge=1, le=65535)
+    user: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._][\w.-]*$")]
+    host_key: Annotated[str, Field(max_length=16384)] = Field(
+        description="the box's OpenSSH host key, pinned; see POST .../nodes/host-key"
+    )
+    private_key: Annotated[str, Field(max_length=16384)] | None = Field(
+        None,
+        description="private key the box accepts, used for the install and then forgotten; "
+        "null: a certificate from the plane's SSH CA (for boxes that trust it)",
+    )
+    price_per_hour: float | None = Field(None, ge=0, description="internal USD/h per GPU")
+    plane_url: Annotated[str, Field(max_length=2048)] | None = Field(
+        None, description="where the box's agent reaches the plane; default: the URL called"
+    )
+
+
+class NodeRegister(_Model):
+    """`brev register`, run on the box itself: the plane makes the node and its agent token."""
+
+    name: Name
+    facts: dict[str, Any] = Field(description="the box's probe: os, arch, python, node_home...")
+    host_keys: list[str] = Field(default_factory=list, max_length=16)
+    price_per_hour: float | None = Field(None, ge=0)
+
+
+class NodeRegistered(_Model):
+    node: NodeDetail
+    token: str = Field(description="the node's agent token; shown once, never again")
+    plane_url: str
+    ssh_ca_public_key: str
+
+
+class SshCa(_Model):
+    public_key: str = Field(description="put in sshd's TrustedUserCAKeys to let brev users in")

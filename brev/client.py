@@ -134,9 +134,20 @@ class BrevClient:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, json: Any = None, **params: Any) -> httpx.Response:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        *,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> httpx.Response:
+        wait: Any = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
         try:
-            response = self._http.request(method, path, json=json, params=params or None)
+            response = self._http.request(
+                method, path, json=json, params=params or None, timeout=wait
+            )
         except (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
             raise ServerUnreachable(self.url, _transport_reason(exc)) from None
         except httpx.TransportError as exc:
@@ -287,6 +298,37 @@ class BrevClient:
     def events(self, limit: int = 100, org: str | None = None) -> list[api.Event]:
         return self._get(_EVENTS, self._org_path(org, "/events"), limit=limit)
 
+    def nodes(self, org: str | None = None) -> list[api.Node]:
+        return self._get(_NODES, self._org_path(org, "/nodes"))
+
+    def node(self, name: str, org: str | None = None) -> api.NodeDetail:
+        return self._get(api.NodeDetail, self._org_path(org, f"/nodes/{name}"))
+
+    def node_host_key(self, host: str, port: int, org: str | None = None) -> api.HostKey:
+        body = {"host": host, "port": port}
+        response = self._request("POST", self._org_path(org, "/nodes/host-key"), body)
+        return _parse(api.HostKey, response)
+
+    def add_node(
+        self, body: api.NodeAdd, org: str | None = None, timeout: float = 600.0
+    ) -> api.NodeDetail:
+        """Returns once the agent on the box has reported (an install takes seconds)."""
+        payload = body.model_dump(mode="json", exclude_none=True)
+        path = self._org_path(org, "/nodes")
+        return _parse(api.NodeDetail, self._request("POST", path, payload, timeout=timeout))
+
+    def register_node(self, body: api.NodeRegister, org: str | None = None) -> api.NodeRegistered:
+        payload = body.model_dump(mode="json", exclude_none=True)
+        response = self._request("POST", self._org_path(org, "/nodes/register"), payload)
+        return _parse(api.NodeRegistered, response)
+
+    def remove_node(self, name: str, force: bool = False, org: str | None = None) -> api.NodeDetail:
+        path = self._org_path(org, f"/nodes/{name}")
+        return _parse(api.NodeDetail, self._request("DELETE", path, force=force))
+
+    def ssh_ca(self) -> api.SshCa:
+        return self._get(api.SshCa, f"{api.API_PREFIX}/ssh/ca")
+
 
 _ORGS = TypeAdapter(list[api.Org], config=ConfigDict(defer_build=True))
 _MEMBERS = TypeAdapter(list[api.Member], config=ConfigDict(defer_build=True))
@@ -296,6 +338,7 @@ _EVENTS = TypeAdapter(list[api.Event], config=ConfigDict(defer_build=True))
 _GPU_SERIES = TypeAdapter(list[api.GpuSeries], config=ConfigDict(defer_build=True))
 _PROVIDERS = TypeAdapter(list[api.ProviderConfig], config=ConfigDict(defer_build=True))
 _OFFERS = TypeAdapter(list[api.Offer], config=ConfigDict(defer_build=True))
+_NODES = TypeAdapter(list[api.Node], config=ConfigDict(defer_build=True))
 _CATALOG_REFRESHES = TypeAdapter(list[api.CatalogRefresh], config=ConfigDict(defer_build=True))
 
 

@@ -158,3 +158,28 @@ def _close_names(wanted: str, known: Iterable[str]) -> list[str]:
 
 def _either(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+# Words drivers put before the model that no catalog uses.
+_VENDOR_WORDS = {"NVIDIA", "TESLA", "GEFORCE", "QUADRO"}
+
+
+def model_of_device(device_name: str, known: Iterable[str]) -> str:
+    """The catalog's name for a GPU as its driver names it, so that a registered node's GPUs
+    and the clouds' answer the same spec: 'NVIDIA A100-SXM4-80GB' -> 'A100-80GB',
+    'NVIDIA H200' -> 'H200', 'NVIDIA RTX A6000' -> 'A6000'; a model no cloud sells keeps its
+    own name ('NVIDIA GB10' -> 'GB10')."""
+    models = {m.upper() for m in known}
+    words = [w for w in re.split(r"[\s-]+", device_name.upper()) if w and w not in _VENDOR_WORDS]
+    if not words:
+        return device_name.strip() or "GPU"
+    if words[0] == "RTX" and len(words) > 1:
+        for candidate in (words[1], f"RTX{words[1]}"):
+            if candidate in models:
+                return candidate
+        return f"RTX-{words[1]}"
+    family = words[0]
+    for word in words[1:]:
+        if f"{family}-{word}" in models:  # a memory variant: A100-80GB, V100-32GB
+            return f"{family}-{word}"
+    return family

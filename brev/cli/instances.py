@@ -30,7 +30,7 @@ def ls(
             i.status.value,
             i.health.value,
             f"{i.gpu_model or i.gpu_spec} x{i.gpu_count}" if i.gpu_count else "cpu",
-            "/".join(p for p in (i.provider, i.region) if p) or "-",
+            "/".join(p for p in (i.provider, i.node or i.region) if p) or "-",
             f"{i.price_per_hour:.2f}" if i.price_per_hour is not None else "-",
             age(i.created_at),
         ]

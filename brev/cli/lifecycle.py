@@ -32,7 +32,10 @@ def create(
     name: Annotated[
         str | None, typer.Option(help="default: generated, e.g. a100-brisk-otter")
     ] = None,
-    provider: Annotated[str | None, typer.Option(help="only these, e.g. aws,gcp")] = None,
+    provider: Annotated[
+        str | None, typer.Option(help="only these, e.g. aws,gcp; local: registered nodes")
+    ] = None,
+    node: Annotated[str | None, typer.Option(help="only this registered node")] = None,
     region: Annotated[str | None, typer.Option(help="only this region")] = None,
     spot: Annotated[bool, typer.Option(help="spot (preemptible) capacity")] = False,
     disk: Annotated[int, typer.Option(help="boot disk, GB", min=20, max=16384)] = 200,
@@ -54,8 +57,8 @@ def create(
 ) -> None:
     """Create a GPU instance and wait until it runs.
 
-    Picks the cheapest matching offer on the org's providers, and moves on to the next zone,
-    region or offer when one has no capacity.
+    Takes free GPUs of the org's registered nodes first; else the cheapest matching offer on
+    its clouds, moving on to the next zone, region or offer when one has no capacity.
     """
     from brev import api
 
@@ -78,6 +81,7 @@ def create(
     body = api.InstanceCreate(
         name=name,
         gpu=gpu,
+        node=node,
         providers=[p.strip() for p in provider.split(",") if p.strip()] if provider else None,
         region=region,
         spot=spot,
@@ -101,11 +105,19 @@ def create(
                 _print_placements(plan.placements)
             return
         instance = _create_with_retries(client, body)
-        note(f"Creating {instance.name}: {len(instance.plan)} placement(s) to try.")
+        if instance.node:
+            gpus = (
+                f"{instance.gpu_count} x {instance.gpu_model}" if instance.gpu_count else "no GPU"
+            )
+            note(f"Creating {instance.name} on node {instance.node} ({gpus}).")
+        else:
+            note(f"Creating {instance.name}: {len(instance.plan)} placement(s) to try.")
         if not detach:
             instance = _wait(client, instance.name, wait_seconds)
     if json_output:
         print_json(instance)
+    elif instance.status == "running" and instance.node:
+        note(f"{instance.name} is running on node {instance.node}.")
     elif instance.status == "running":
         note(
             f"{instance.name} is running on {instance.provider} {instance.instance_type} "

@@ -15,6 +15,7 @@ from brev.cli import (
     catalog,
     instances,
     lifecycle,
+    nodes,
     orgs,
     providers,
     search,
@@ -79,6 +80,7 @@ instances.register(app)
 lifecycle.register(app)
 search.register(app)
 top.register(app)
+app.add_typer(nodes.app, name="nodes", rich_help_panel="Instances")
 app.add_typer(orgs.app, name="org", rich_help_panel="Organization")
 app.add_typer(tokens.app, name="token", rich_help_panel="Organization")
 app.add_typer(providers.app, name="provider", rich_help_panel="Organization")

@@ -28,6 +28,7 @@ from brev.server.routers import (
     events,
     instances,
     meta,
+    nodes,
     offers,
     orgs,
     providers,
@@ -85,6 +86,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         providers.router,
         events.router,
         agents.router,
+        nodes.router,
     ):
         app.include_router(router, prefix=api.API_PREFIX)
     _add_error_handlers(app)

@@ -31,6 +31,7 @@ class Principal:
     token_kind: str
     token_org_id: str | None
     token_instance_id: str | None = None
+    token_node_id: str | None = None
 
 
 def new_secret() -> str:
@@ -75,4 +76,5 @@ def authenticate(session: Session, secret: str | None, now: datetime | None = No
         token_kind=token.kind,
         token_org_id=token.org_id,
         token_instance_id=token.instance_id,
+        token_node_id=token.node_id,
     )

@@ -40,6 +40,19 @@ def get_principal(request: Request, session: DbSession) -> Principal:
 Caller = Annotated[Principal, Depends(get_principal)]
 
 
+def get_org_context_untied(
+    request: Request, org: Annotated[str, Path(description="org name")]
+) -> OrgContext:
+    """The caller's org, checked in a transaction of its own: for handlers that talk to
+    something slow (a box over SSH) and must not hold a transaction, and so SQLite's write
+    lock, while they wait."""
+    with request.app.state.sessions() as session, session.begin():
+        return org_context(session, get_principal(request, session), org)
+
+
+UntiedInOrg = Annotated[OrgContext, Depends(get_org_context_untied)]
+
+
 def get_org_context(
     session: DbSession,
     principal: Caller,
@@ -53,8 +66,9 @@ InOrg = Annotated[OrgContext, Depends(get_org_context)]
 
 def get_agent(request: Request, session: DbSession) -> Principal:
     principal = authenticate(session, _bearer(request))
-    if principal.token_kind != "agent" or principal.token_instance_id is None:  # noqa: S105
-        raise Forbidden("only an instance's agent token may report")
+    scoped = principal.token_instance_id or principal.token_node_id
+    if principal.token_kind != "agent" or scoped is None:  # noqa: S105
+        raise Forbidden("only the agent token of an instance or node may report")
     return principal
 
 

@@ -46,3 +46,10 @@ class InvalidInput(ServiceError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class NodeRemoved(ServiceError):
+    """Said to the agent of a removed node: it uninstalls itself on hearing this."""
+
+    status_code = 410
+    code = "node_removed"

@@ -22,6 +22,11 @@ class ServerSettings:
     reconcile_poll: float = 5.0
     reconcile_lease: float = 120.0
     sweep_interval: float = 300.0
+    # Registered nodes: where their agents reach this plane (default: the URL `brev nodes add`
+    # called), how often they report, and how long an install waits for the first report.
+    public_url: str | None = None
+    node_report_interval: float = 10.0
+    node_install_wait: float = 60.0
 
     @classmethod
     def load(
@@ -40,6 +45,9 @@ class ServerSettings:
             reconcile_poll=float(os.environ.get("BREV_RECONCILE_POLL", "5")),
             reconcile_lease=float(os.environ.get("BREV_RECONCILE_LEASE", "120")),
             sweep_interval=float(os.environ.get("BREV_SWEEP_INTERVAL", "300")),
+            public_url=os.environ.get("BREV_PUBLIC_URL") or None,
+            node_report_interval=float(os.environ.get("BREV_NODE_REPORT_INTERVAL", "10")),
+            node_install_wait=float(os.environ.get("BREV_NODE_INSTALL_WAIT", "60")),
         )
 
     @property

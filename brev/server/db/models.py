@@ -79,6 +79,9 @@ class Plane(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ssh_ca_key: Mapped[str | None] = mapped_column(
+        Text, doc="the SSH CA's private key, sealed (brev.server.secrets); made on first use"
+    )
 
 
 class User(Base):
@@ -154,7 +157,17 @@ class Node(Base):
     """A machine the team owns (DGX Spark, workstation, rack server), registered with the plane."""
 
     __tablename__ = "nodes"
-    __table_args__ = (UniqueConstraint("org_id", "name"),)
+    __table_args__ = (
+        # A removed node keeps its row (its instances' history points at it) and frees its name.
+        Index(
+            "uq_nodes_org_id_name_live",
+            "org_id",
+            "name",
+            unique=True,
+            sqlite_where=text("removed_at IS NULL"),
+            postgresql_where=text("removed_at IS NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
@@ -173,6 +186,31 @@ class Node(Base):
     created_by_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_heartbeat_at: Mapped[datetime | None]
+    removed_at: Mapped[datetime | None]
+    node_home: Mapped[str | None] = mapped_column(String(255), doc="the agent's folder on the box")
+    install_mode: Mapped[str | None] = mapped_column(String(16), doc="systemd or supervised")
+    python: Mapped[str | None] = mapped_column(String(255))
+    # As for instances: the sequence number of the agent's newest report, to drop re-sends.
+    last_report_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    report_interval_seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class GpuAllocation(Base):
+    """One GPU of a node given to one instance. The primary key is what makes double-booking
+    impossible: two transactions that pick the same GPU cannot both commit, on any number of
+    server processes."""
+
+    __tablename__ = "gpu_allocations"
+
+    node_id: Mapped[str] = mapped_column(
+        ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True
+    )
+    gpu_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[str] = mapped_column(
+        ForeignKey("instances.id", ondelete="CASCADE"), index=True
+    )
+    gpu_uuid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Instance(Base):

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from brev.api import InstanceStatus as S
 from brev.server.db.engine import transaction
 from brev.server.db.models import Instance, utcnow
-from brev.server.services import events
+from brev.server.services import events, node_instances
 
 
 def stop_idle_instances(sessions: sessionmaker[Session]) -> int:
@@ -39,5 +39,7 @@ def stop_idle_instances(sessions: sessionmaker[Session]) -> int:
                 "reason": f"idle for {window}: every GPU under 5 % and no SSH session",
             }
             events.about_instance(session, instance, "instance.autostop", details)
+            if instance.node_id is not None:  # no reconciler step: release the GPUs now
+                node_instances.apply_desired(session, instance)
             acted += 1
     return acted

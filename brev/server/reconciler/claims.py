@@ -36,6 +36,8 @@ def claim_due(
         select(Instance.id)
         .where(
             Instance.deleted_at.is_(None),
+            # instances on registered nodes change in the request (services.node_instances)
+            Instance.node_id.is_(None),
             # failed instances wait for a person, unless that person asked to delete them
             or_(Instance.status != S.FAILED, Instance.desired_status == S.DELETED),
             or_(Instance.next_check_at.is_(None), Instance.next_check_at <= now),

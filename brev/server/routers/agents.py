@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from brev import api
 from brev.server.deps import Agent, DbSession, InOrg
-from brev.server.services import agents
+from brev.server.services import agents, node_reports
 
 router = APIRouter(tags=["agents"])
 
@@ -19,5 +19,8 @@ def issue_agent_token(session: DbSession, ctx: InOrg, name: str) -> api.AgentTok
 def post_reports(
     session: DbSession, agent: Agent, body: api.AgentReports
 ) -> api.AgentReportsAccepted:
-    """An agent's reports, oldest first (several after an outage)."""
+    """An agent's reports, oldest first (several after an outage). A node's agent gets the
+    instances it must host in the answer."""
+    if agent.token_node_id is not None:
+        return node_reports.accept(session, agent, body)
     return agents.accept_reports(session, agent, body)

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from brev import api
-from brev.server.deps import InOrg
+from brev.server.deps import DbSession, InOrg
 from brev.server.services import offers
 
 router = APIRouter(tags=["offers"])
@@ -13,13 +13,15 @@ router = APIRouter(tags=["offers"])
 
 @router.get("/orgs/{org}/offers")
 def list_offers(
+    session: DbSession,
     ctx: InOrg,
     gpu: Annotated[
         str | None,
         Query(description="GPU spec: a100, A100:8, a100-80gb, any, any:8, cpu; absent: any GPU"),
     ] = None,
     provider: Annotated[
-        str | None, Query(description="comma-separated providers: aws, gcp, lambda")
+        str | None,
+        Query(description="comma-separated providers: aws, gcp, lambda, local (registered nodes)"),
     ] = None,
     region: Annotated[str | None, Query(description="exact region, e.g. us-east-1")] = None,
     max_price: Annotated[
@@ -30,6 +32,7 @@ def list_offers(
     sort: api.OfferSort = api.OfferSort.PRICE,
 ) -> list[api.Offer]:
     return offers.list_offers(
+        session,
         ctx,
         gpu=gpu,
         providers=provider,

@@ -50,22 +50,40 @@ def accept_reports(
     for item in sorted(body.reports, key=lambda r: r.seq):
         if item.seq <= instance.last_report_seq:
             continue
-        _record_vanished_gpus(session, instance, item.report)
-        _record_ecc_errors(session, instance, item.report)
+        _record_faults(session, instance, item.report)
         instance.telemetry = item.report
         gpu_metrics.record(session, instance.id, item.report)
         instance.last_report_seq = item.seq
         accepted += 1
     if accepted:
-        instance.idle_since = _idle_since(instance, body.reports[-1].report)
-        instance.last_heartbeat_at = utcnow()
-        instance.report_interval_seconds = body.interval_seconds
-        if instance.health == api.Health.UNHEALTHY:
-            events.about_instance(
-                session, instance, "instance.healthy", {"reason": "reports resumed"}
-            )
-        instance.health = api.Health.HEALTHY
+        _mark_alive(session, instance, body.reports[-1].report, body.interval_seconds)
     return api.AgentReportsAccepted(accepted=accepted, last_seq=instance.last_report_seq)
+
+
+def record_report(
+    session: Session, instance: Instance, report: dict[str, Any], interval_s: float
+) -> None:
+    """One new report about the instance from elsewhere (its node's agent): faults, the
+    latest telemetry, health and idleness; metrics are the caller's."""
+    _record_faults(session, instance, report)
+    instance.telemetry = report
+    _mark_alive(session, instance, report, interval_s)
+
+
+def _record_faults(session: Session, instance: Instance, report: dict[str, Any]) -> None:
+    _record_vanished_gpus(session, instance, report)
+    _record_ecc_errors(session, instance, report)
+
+
+def _mark_alive(
+    session: Session, instance: Instance, newest: dict[str, Any], interval_s: float
+) -> None:
+    instance.idle_since = _idle_since(instance, newest)
+    instance.last_heartbeat_at = utcnow()
+    instance.report_interval_seconds = interval_s
+    if instance.health == api.Health.UNHEALTHY:
+        events.about_instance(session, instance, "instance.healthy", {"reason": "reports resumed"})
+    instance.health = api.Health.HEALTHY
 
 
 # Autostop counts a GPU as idle under this utilization (percent).

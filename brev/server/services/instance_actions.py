@@ -8,7 +8,7 @@ from brev import api
 from brev.api import InstanceStatus as S
 from brev.server.db.models import Instance, utcnow
 from brev.server.errors import Conflict
-from brev.server.services import events
+from brev.server.services import events, node_instances
 from brev.server.services.instances import find, get_detail
 from brev.server.services.scope import OrgContext
 
@@ -60,5 +60,8 @@ def _want(
         instance.next_check_at = None  # act on it at the next reconcile pass
         instance.updated_at = utcnow()
         events.about_instance(session, instance, action, actor_id=ctx.principal.user_id)
+        if instance.node_id is not None:
+            node_instances.apply_desired(session, instance)
         session.flush()
-    return get_detail(session, ctx, instance.name)
+    # on a node, a delete is done at once: the row is deleted already
+    return get_detail(session, ctx, instance.name, include_deleted=instance.deleted_at is not None)

@@ -9,7 +9,7 @@ from sqlalchemy import Select, literal, select
 from sqlalchemy.orm import Session
 
 from brev import api
-from brev.server.db.models import Instance, User
+from brev.server.db.models import Instance, Node, User
 from brev.server.errors import NotFound
 from brev.server.services import events
 from brev.server.services.scope import OrgContext
@@ -24,11 +24,17 @@ def _live(ctx: OrgContext) -> Select[Any]:
     columns = [
         getattr(Instance, field).label(field)
         for field in api.Instance.model_fields
-        if field not in ("org", "created_by")
+        if field not in ("org", "created_by", "node")
     ]
     return (
-        select(*columns, literal(ctx.org.name).label("org"), User.email.label("created_by"))
+        select(
+            *columns,
+            literal(ctx.org.name).label("org"),
+            User.email.label("created_by"),
+            Node.name.label("node"),
+        )
         .join(User, User.id == Instance.created_by_id)
+        .outerjoin(Node, Node.id == Instance.node_id)
         .where(Instance.org_id == ctx.org.id, Instance.deleted_at.is_(None))
     )
 
@@ -66,11 +72,12 @@ def get_detail(
         public_ip=instance.ssh_host,
         plan=[api.Placement.model_validate(p) for p in instance.plan],
         events=history,
+        node=session.get_one(Node, instance.node_id).name if instance.node_id else None,
     )
 
 
 _DETAIL_FIELDS = [
     field
     for field in api.InstanceDetail.model_fields
-    if field not in ("org", "created_by", "provider_ref", "public_ip", "plan", "events")
+    if field not in ("org", "created_by", "provider_ref", "public_ip", "plan", "events", "node")
 ]

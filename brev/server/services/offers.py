@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import TypeAdapter
+from sqlalchemy.orm import Session
 
 from brev import api
 from brev.catalog import (
@@ -14,12 +15,14 @@ from brev.catalog import (
     parse_gpu_spec,
 )
 from brev.server.errors import InvalidInput
+from brev.server.services import scheduler
 from brev.server.services.scope import OrgContext
 
 _AS_API = TypeAdapter(list[api.Offer])
 
 
 def list_offers(
+    session: Session,
     ctx: OrgContext,
     *,
     gpu: str | None = None,
@@ -32,15 +35,16 @@ def list_offers(
 ) -> list[api.Offer]:
     """The catalog's offers that meet every filter, in `sort` order.
 
-    Every org sees the same catalog today; `ctx` is where an org's enabled providers will
-    narrow it. `providers` is comma-separated as in the query string ('aws,gcp').
+    Every org sees the clouds' whole catalog, and the free GPUs of its own online nodes
+    (provider 'local'). `providers` is comma-separated as in the query string ('aws,gcp').
     """
+    catalog = scheduler.catalog_for(session, ctx.org.id)
     try:
-        spec = parse_gpu_spec(gpu)
+        spec = parse_gpu_spec(gpu, scheduler.catalog_for(session, ctx.org.id, free_only=False))
     except GpuSpecError as exc:
         raise InvalidInput("gpu", str(exc)) from None
     try:
-        wanted = check_providers(providers.split(",")) if providers else None
+        wanted = _providers(providers.split(",")) if providers else None
     except UnknownProvider as exc:
         raise InvalidInput("provider", str(exc)) from None
     query = OfferQuery(
@@ -55,4 +59,13 @@ def list_offers(
     )
     # The catalog's dataclasses carry the API's field names, so one validation call converts
     # the whole list (1,400 offers in a few ms).
-    return _AS_API.validate_python(find_offers(query), from_attributes=True)
+    return _AS_API.validate_python(find_offers(query, catalog), from_attributes=True)
+
+
+def _providers(names: list[str]) -> frozenset[str]:
+    """The names checked against the shipped catalog; 'local' (nodes) is always a provider,
+    with or without nodes online."""
+    local = {n for n in names if n.strip().lower() == scheduler.LOCAL}
+    others = [n for n in names if n not in local]
+    checked = check_providers(others) if others else frozenset()
+    return checked | ({scheduler.LOCAL} if local else set())

@@ -11,11 +11,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from brev import api
-from brev.catalog.gpus import GpuSpecError, gpu_family, parse_gpu_spec
+from brev.catalog.gpus import GpuSpec, GpuSpecError, gpu_family, parse_gpu_spec
 from brev.catalog.offers import OfferQuery, UnknownProvider, check_providers, find_offers
 from brev.server.db.models import Instance
 from brev.server.errors import Conflict, InvalidInput
-from brev.server.services import events, provider_configs
+from brev.server.services import events, node_instances, provider_configs, scheduler
 from brev.server.services.instances import get_detail
 from brev.server.services.names import generate_name
 from brev.server.services.scope import OrgContext
@@ -25,32 +25,14 @@ MAX_PLACEMENTS = int(os.environ.get("BREV_MAX_PLACEMENTS", "12"))
 
 
 def plan(session: Session, ctx: OrgContext, body: api.InstanceCreate) -> api.InstancePlan:
-    """The placements a create would try, cheapest first, on providers the org has set up."""
+    """The placements a create would try: free GPUs of the org's registered nodes first (it
+    owns them), then the clouds it has credentials for, cheapest first."""
+    catalog = scheduler.catalog_for(session, ctx.org.id)
     try:
-        spec = parse_gpu_spec(body.gpu)
+        spec = parse_gpu_spec(body.gpu, scheduler.catalog_for(session, ctx.org.id, free_only=False))
     except GpuSpecError as error:
         raise InvalidInput("gpu", str(error)) from None
-    configured = set(provider_configs.configured(session, ctx.org.id))
-    wanted = configured
-    if body.providers:
-        try:
-            asked = set(check_providers(body.providers))
-        except UnknownProvider as error:
-            raise InvalidInput("providers", str(error)) from None
-        without = sorted(asked - configured)
-        if without:
-            raise InvalidInput(
-                "providers",
-                f"org '{ctx.org.name}' has no credentials for {', '.join(without)}: "
-                f"run `brev provider add {without[0]}`",
-            )
-        wanted = asked
-    if not wanted:
-        raise InvalidInput(
-            "providers",
-            f"org '{ctx.org.name}' has no cloud credentials yet: run `brev provider add aws` "
-            f"or `brev provider add gcp --project P`",
-        )
+    wanted = _wanted_providers(session, ctx, body)
     offers = find_offers(
         OfferQuery(
             gpu=spec,
@@ -58,10 +40,13 @@ def plan(session: Session, ctx: OrgContext, body: api.InstanceCreate) -> api.Ins
             region=body.region,
             max_price=body.max_price,
             spot=body.spot,
-        )
+        ),
+        catalog,
     )
+    if body.node:
+        offers = [o for o in offers if o.instance_type == body.node]
     placements: list[api.Placement] = []
-    for offer in offers:
+    for offer in sorted(offers, key=lambda o: o.provider != scheduler.LOCAL):  # stable
         price = offer.price(body.spot)
         if price is None:
             continue
@@ -79,6 +64,8 @@ def plan(session: Session, ctx: OrgContext, body: api.InstanceCreate) -> api.Ins
                 )
             )
     if not placements:
+        if scheduler.LOCAL in wanted and _nodes_have(session, ctx, spec):
+            raise _no_capacity(spec, wanted)
         where = f" in {body.region}" if body.region else ""
         cap = f" under ${body.max_price}/h" if body.max_price else ""
         raise InvalidInput(
@@ -87,6 +74,73 @@ def plan(session: Session, ctx: OrgContext, body: api.InstanceCreate) -> api.Ins
             f"{where}{cap}; see `brev search {spec}`",
         )
     return api.InstancePlan(gpu=str(spec), placements=placements[:MAX_PLACEMENTS])
+
+
+def _wanted_providers(session: Session, ctx: OrgContext, body: api.InstanceCreate) -> set[str]:
+    """The providers a create may use: those asked for, else every one set up (nodes count)."""
+    has_nodes = scheduler.has_nodes(session, ctx.org.id)
+    no_nodes = (
+        f"org '{ctx.org.name}' has no registered node: add one with `brev nodes add` "
+        f"or run `brev register` on it"
+    )
+    if body.node:
+        if node_instances.node_named(session, ctx.org.id, body.node) is None:
+            raise InvalidInput(
+                "node", f"no node '{body.node}' in org '{ctx.org.name}'; see `brev nodes ls`"
+            )
+        return {scheduler.LOCAL}
+    configured = set(provider_configs.configured(session, ctx.org.id))
+    if body.providers:
+        asked_local = scheduler.LOCAL in {p.strip().lower() for p in body.providers}
+        if asked_local and not has_nodes:
+            raise InvalidInput("providers", no_nodes)
+        others = [p for p in body.providers if p.strip().lower() != scheduler.LOCAL]
+        try:
+            asked = set(check_providers(others)) if others else set()
+        except UnknownProvider as error:
+            raise InvalidInput("providers", str(error)) from None
+        without = sorted(asked - configured)
+        if without:
+            raise InvalidInput(
+                "providers",
+                f"org '{ctx.org.name}' has no credentials for {', '.join(without)}: "
+                f"run `brev provider add {without[0]}`",
+            )
+        return asked | ({scheduler.LOCAL} if asked_local else set())
+    wanted = configured | ({scheduler.LOCAL} if has_nodes else set())
+    if not wanted:
+        raise InvalidInput(
+            "providers",
+            f"org '{ctx.org.name}' has no cloud credentials and no registered node yet: run "
+            f"`brev provider add aws`, `brev provider add gcp --project P` or `brev nodes add`",
+        )
+    return wanted
+
+
+def _nodes_have(session: Session, ctx: OrgContext, spec: GpuSpec) -> bool:
+    """Whether some node of the org has GPUs meeting the spec, free or not."""
+    for node in scheduler.live_nodes(session, ctx.org.id):
+        if spec.cpu_only:
+            return True
+        models = [g.model for g in scheduler.node_gpus(node)]
+        for model in set(models):
+            named = spec.models is None or model in spec.models
+            if named and (spec.count is None or models.count(model) >= spec.count):
+                return True
+    return False
+
+
+def _no_capacity(spec: GpuSpec, wanted: set[str]) -> scheduler.NoCapacity:
+    clouds = sorted(wanted - {scheduler.LOCAL})
+    hint = (
+        f"nothing matched on {', '.join(clouds)} either"
+        if clouds
+        else "add cloud credentials (`brev provider add aws`) to rent one instead"
+    )
+    return scheduler.NoCapacity(
+        f"no capacity: no free {spec} on this org's online nodes (see `brev nodes ls`); "
+        f"delete or stop an instance that holds one, or {hint}"
+    )
 
 
 def create(
@@ -103,6 +157,7 @@ def create(
         if existing is not None:
             return get_detail(session, ctx, existing.name, include_deleted=True), False
     chosen = plan(session, ctx, body)
+    local = [p for p in chosen.placements if p.provider == scheduler.LOCAL]
     first = chosen.placements[0]
     name = body.name or _generated_name(session, ctx, first.gpu_model)
     if session.scalar(_live_named(ctx, name)) is not None:
@@ -138,11 +193,41 @@ def create(
         raise Conflict(
             f"an instance named '{name}' already exists in org '{ctx.org.name}'"
         ) from None
+    if local:
+        _place_on_node(session, instance, local, chosen.placements[len(local) :])
     details = {"gpu": chosen.gpu, "placements": len(chosen.placements)}
     events.about_instance(
         session, instance, "instance.create", details, actor_id=ctx.principal.user_id
     )
     return get_detail(session, ctx, name), True
+
+
+def _place_on_node(
+    session: Session,
+    instance: Instance,
+    local: list[api.Placement],
+    clouds: list[api.Placement],
+) -> None:
+    """Take GPUs on the first node that still has them; else go on with the clouds' plan, or
+    fail with NoCapacity (other creates got the GPUs since the plan was read)."""
+    for placement in local:
+        try:
+            node_instances.place(session, instance, placement)
+        except scheduler.NoCapacity:
+            continue
+        instance.plan = [placement.model_dump(mode="json")]
+        return
+    if not clouds:
+        raise scheduler.NoCapacity(
+            f"no capacity: every free {instance.gpu_spec or 'GPU'} on this org's nodes was "
+            f"just taken by other creates; see `brev nodes ls`"
+        )
+    first = clouds[0]
+    instance.plan = [p.model_dump(mode="json") for p in clouds]
+    instance.provider, instance.instance_type = first.provider, first.instance_type
+    instance.region, instance.zone = first.region, first.zone
+    instance.gpu_model, instance.gpu_count = first.gpu_model, int(first.gpu_count)
+    instance.price_per_hour = first.price_per_hour
 
 
 def _live_named(ctx: OrgContext, name: str) -> Select[str]:

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from brev import api
+from brev.server.deps import Caller, DbSession, InOrg, UntiedInOrg
+from brev.server.services import node_install, nodes, ssh_ca
+
+router = APIRouter(tags=["nodes"])
+
+
+@router.get("/orgs/{org}/nodes")
+def list_nodes(session: DbSession, ctx: InOrg) -> list[api.Node]:
+    return nodes.list_nodes(session, ctx)
+
+
+@router.get("/orgs/{org}/nodes/{name}")
+def get_node(session: DbSession, ctx: InOrg, name: str) -> api.NodeDetail:
+    return nodes.get_detail(session, ctx, name)
+
+
+@router.post("/orgs/{org}/nodes/host-key")
+def host_key(_: UntiedInOrg, body: api.HostKeyQuery) -> api.HostKey:
+    """The host key the box shows the plane, for a person to check before pinning it."""
+    return node_install.host_key(body)
+
+
+@router.post("/orgs/{org}/nodes", status_code=201)
+def add_node(request: Request, ctx: UntiedInOrg, body: api.NodeAdd) -> api.NodeDetail:
+    """Log in to the box over SSH, install the agent, and return once it has reported;
+    rolled back (box cleaned, node forgotten) on any failure."""
+    settings = request.app.state.settings
+    options = node_install.InstallOptions(
+        plane_url=body.plane_url or settings.public_url or str(request.base_url).rstrip("/"),
+        report_interval_s=settings.node_report_interval,
+        wait_s=settings.node_install_wait,
+    )
+    return node_install.add(
+        request.app.state.sessions, request.app.state.secret_box, ctx, body, options
+    )
+
+
+@router.post("/orgs/{org}/nodes/register", status_code=201)
+def register_node(
+    request: Request, session: DbSession, ctx: InOrg, body: api.NodeRegister
+) -> api.NodeRegistered:
+    """`brev register` on the box: the node and its agent token; the box installs the agent."""
+    settings = request.app.state.settings
+    node, secret = nodes.create_row(
+        session,
+        ctx,
+        name=body.name,
+        facts=body.facts,
+        host_keys=body.host_keys,
+        price_per_hour=body.price_per_hour,
+        ssh=None,
+    )
+    return api.NodeRegistered(
+        node=nodes.get_detail(session, ctx, node.name),
+        token=secret,
+        plane_url=settings.public_url or str(request.base_url).rstrip("/"),
+        ssh_ca_public_key=ssh_ca.public_key(session, request.app.state.secret_box),
+    )
+
+
+@router.delete("/orgs/{org}/nodes/{name}")
+def remove_node(session: DbSession, ctx: InOrg, name: str, force: bool = False) -> api.NodeDetail:
+    """Refused while instances live on it, unless `force` (which deletes them). The agent
+    uninstalls itself at its next report."""
+    return nodes.remove(session, ctx, name, force=force)
+
+
+@router.get("/ssh/ca")
+def ssh_ca_key(request: Request, session: DbSession, _: Caller) -> api.SshCa:
+    """The CA's public key: boxes that trust it (sshd's TrustedUserCAKeys) let brev in."""
+    return api.SshCa(public_key=ssh_ca.public_key(session, request.app.state.secret_box))

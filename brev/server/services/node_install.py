@@ -1,0 +1,197 @@
+"""`brev nodes add`: the plane logs in to a box over SSH, checks it, installs the agent, and
+waits for the agent's first report. Anything short of that first report is rolled back: the
+box is cleaned and the node forgotten, so there is never a half-registered node.
+
+The request runs for seconds (an upload, an install, a report), so it holds no database
+transaction while it talks to the box: each write is its own short transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from brev import api
+from brev.server.db.engine import transaction
+from brev.server.db.models import Node
+from brev.server.errors import InvalidInput, ServiceError
+from brev.server.secrets import SecretBox
+from brev.server.services import node_instances, nodes, ssh_ca
+from brev.server.services.scope import OrgContext
+
+if TYPE_CHECKING:
+    from brev.node.scripts import BoxFacts
+    from brev.ssh.remote import RemoteBox
+
+
+class InstallFailed(ServiceError):
+    status_code = 422
+    code = "node_install_failed"
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    plane_url: str
+    report_interval_s: float
+    wait_s: float
+
+
+def host_key(body: api.HostKeyQuery) -> api.HostKey:
+    """What the box at host:port shows as its host key, for a person to check and pin."""
+    from brev.ssh import ca, remote
+
+    try:
+        key = remote.fetch_host_key(body.host, body.port)
+    except remote.SshError as error:
+        raise InvalidInput("host", error.message) from None
+    return api.HostKey(
+        host=body.host, port=body.port, host_key=key, fingerprint=ca.fingerprint(key)
+    )
+
+
+def add(
+    sessions: sessionmaker[Session],
+    box: SecretBox,
+    ctx: OrgContext,
+    body: api.NodeAdd,
+    options: InstallOptions,
+) -> api.NodeDetail:
+    from brev.ssh import ca, remote
+
+    with transaction(sessions) as session:
+        if node_instances.node_named(session, ctx.org.id, body.name) is not None:
+            raise InvalidInput(
+                "name", f"a node named '{body.name}' already exists; see `brev nodes ls`"
+            )
+        if body.private_key is None:
+            key, certificate = ssh_ca.plane_login(session, box, body.user)
+        else:
+            key, certificate = body.private_key, None
+    try:
+        ca.parse_public_key_line(body.host_key)
+    except ca.InvalidKey as error:
+        raise InvalidInput("host_key", error.message) from None
+    target = remote.SshTarget(body.host, body.port, body.user)
+    try:
+        with remote.RemoteBox(
+            target, host_key=body.host_key, private_key_pem=key, certificate=certificate
+        ) as conn:
+            facts = _probe(conn)
+            node_id, secret = _create_node(sessions, ctx, body, facts)
+            try:
+                _install(conn, facts, secret, options)
+                _wait_for_first_report(sessions, node_id, conn, facts, options)
+            except BaseException:
+                _roll_back(sessions, conn, node_id, facts)
+                raise
+    except remote.HostKeyChanged as error:
+        raise InvalidInput("host_key", error.message) from None
+    except remote.SshAuthRefused as error:
+        raise InvalidInput("private_key", error.message) from None
+    except remote.SshError as error:
+        raise InvalidInput("host", error.message) from None
+    with transaction(sessions) as session:
+        return nodes.get_detail(session, ctx, body.name)
+
+
+def _probe(conn: RemoteBox) -> BoxFacts:
+    from brev.node import scripts
+
+    result = conn.run("sh -s", stdin=scripts.probe_script().encode(), timeout=60)
+    if result.exit_code != 0:
+        raise InvalidInput("host", f"{conn.target.address}: {_last_line(result.stderr)}")
+    return scripts.parse_probe(result.stdout)
+
+
+def _create_node(
+    sessions: sessionmaker[Session], ctx: OrgContext, body: api.NodeAdd, facts: BoxFacts
+) -> tuple[str, str]:
+    with transaction(sessions) as session:
+        node, secret = nodes.create_row(
+            session,
+            ctx,
+            name=body.name,
+            facts=dataclasses.asdict(facts),
+            host_keys=[body.host_key.strip()],
+            price_per_hour=body.price_per_hour,
+            ssh=(body.host, body.port, body.user),
+        )
+        return node.id, secret
+
+
+def _install(conn: RemoteBox, facts: BoxFacts, secret: str, options: InstallOptions) -> None:
+    from brev.node import scripts
+    from brev.node.wheel import build_wheel
+
+    wheel_name, wheel = build_wheel()
+    home = shlex.quote(facts.node_home)
+    upload = (
+        f"umask 077 && mkdir -p {home} && cat > {home}/{shlex.quote(wheel_name)}",
+        f"umask 077 && mkdir -p {home} && cat > {home}/agent.token",
+    )
+    for command, data in zip(upload, (wheel, secret.encode()), strict=True):
+        result = conn.run(command, stdin=data, timeout=120)
+        if result.exit_code != 0:
+            raise InstallFailed(
+                f"could not write to {facts.node_home} on {conn.target.address}: "
+                f"{_last_line(result.stderr)}"
+            )
+    script = scripts.install_script(
+        node_home=facts.node_home,
+        python=facts.python,
+        plane_url=options.plane_url,
+        interval_s=options.report_interval_s,
+        wheel_name=wheel_name,
+        use_systemd=facts.systemd,
+    )
+    result = conn.run("sh -s", stdin=script.encode(), timeout=300)
+    if result.exit_code != 0:
+        raise InstallFailed(
+            f"installing the agent on {conn.target.address} failed: {_last_line(result.stderr)}"
+        )
+
+
+def _wait_for_first_report(
+    sessions: sessionmaker[Session],
+    node_id: str,
+    conn: RemoteBox,
+    facts: BoxFacts,
+    options: InstallOptions,
+) -> None:
+    deadline = time.monotonic() + options.wait_s
+    while time.monotonic() < deadline:
+        with transaction(sessions) as session:
+            node = session.get_one(Node, node_id)
+            if node.last_heartbeat_at is not None:
+                return
+        time.sleep(0.25)
+    log_tail = conn.run(f"tail -n 3 {shlex.quote(facts.node_home)}/agent.log 2>/dev/null")
+    seen = " | ".join(line for line in log_tail.stdout.splitlines() if line.strip())
+    raise InstallFailed(
+        f"the agent started on {conn.target.address} but did not reach the plane at "
+        f"{options.plane_url} within {options.wait_s:.0f} s; check that the box can reach that "
+        f"URL (set it with --plane-url or BREV_PUBLIC_URL). The install was rolled back."
+        + (f" Agent log: {seen}" if seen else "")
+    )
+
+
+def _roll_back(
+    sessions: sessionmaker[Session], conn: RemoteBox, node_id: str, facts: BoxFacts
+) -> None:
+    from brev.node import scripts
+
+    try:
+        conn.run("sh -s", stdin=scripts.uninstall_script(facts.node_home).encode(), timeout=60)
+    finally:
+        with transaction(sessions) as session:
+            nodes.forget(session, node_id)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no error message"

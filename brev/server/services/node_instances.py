@@ -1,0 +1,103 @@
+"""Instances on registered nodes: no cloud to wait for, so every change happens in the request.
+
+An instance on a node is an allocation of GPUs plus a working directory that the node's agent
+makes when the plane lists it in the answer to a report (`assignments`). It is `starting`
+until the agent says the directory exists, then `running`. Stopping releases its GPUs and
+keeps the directory; deleting releases both. The reconciler never claims these rows.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from brev import api
+from brev.api import InstanceStatus as S
+from brev.server.db.models import Instance, Node, utcnow
+from brev.server.services import events, scheduler
+
+
+def node_named(session: Session, org_id: str, name: str) -> Node | None:
+    return session.scalar(
+        select(Node).where(Node.org_id == org_id, Node.name == name, Node.removed_at.is_(None))
+    )
+
+
+def place(session: Session, instance: Instance, placement: api.Placement) -> None:
+    """Allocate the placement's GPUs on its node to the (flushed) instance; NoCapacity if
+    they went to someone else since the plan was made."""
+    node = node_named(session, instance.org_id, placement.instance_type)
+    if node is None:
+        raise scheduler.NoCapacity(f"node '{placement.instance_type}' was removed")
+    scheduler.allocate(session, instance, node, placement.gpu_model, int(placement.gpu_count))
+    instance.node_id = node.id
+    instance.status = S.STARTING
+    instance.ssh_host = node.ssh_host
+    instance.ssh_port = node.ssh_port
+
+
+def apply_desired(session: Session, instance: Instance) -> None:
+    """Make the instance what its `desired_status` says, now."""
+    desired = instance.desired_status
+    if desired == S.DELETED:
+        scheduler.release(session, instance.id)
+        instance.status = S.DELETED
+        instance.deleted_at = utcnow()
+        events.about_instance(session, instance, "instance.deleted", {"node_gpus": "released"})
+    elif desired == S.STOPPED and instance.status != S.STOPPED:
+        scheduler.release(session, instance.id)
+        instance.status = S.STOPPED
+        instance.idle_since = None
+        events.about_instance(session, instance, "instance.stopped", {"node_gpus": "released"})
+    elif desired == S.RUNNING and instance.status == S.STOPPED:
+        node = session.get_one(Node, instance.node_id)
+        try:
+            scheduler.allocate(session, instance, node, instance.gpu_model, instance.gpu_count)
+        except scheduler.NoCapacity as error:
+            raise scheduler.NoCapacity(
+                f"cannot start '{instance.name}': {error.message}; the GPUs it had went to "
+                f"other instances. Delete it, or wait until they are free"
+            ) from None
+        instance.status = S.STARTING
+        events.about_instance(session, instance, "instance.starting", {"node": node.name})
+
+
+def mark_materialized(session: Session, node: Node, present: set[str]) -> None:
+    """The agent says these instances' directories exist: those still starting now run."""
+    starting = session.scalars(
+        select(Instance).where(
+            Instance.node_id == node.id,
+            Instance.status == S.STARTING,
+            Instance.deleted_at.is_(None),
+        )
+    )
+    for instance in starting:
+        if instance.name in present:
+            instance.status = S.RUNNING
+            events.about_instance(session, instance, "instance.running", {"node": node.name})
+
+
+def live_on(session: Session, node_id: str) -> list[Instance]:
+    return list(
+        session.scalars(
+            select(Instance)
+            .where(Instance.node_id == node_id, Instance.deleted_at.is_(None))
+            .order_by(Instance.created_at)
+        )
+    )
+
+
+def assignments(session: Session, node: Node) -> list[api.Assignment]:
+    """Every live instance on the node, with the GPUs its sessions may use (none while
+    stopped: the directory stays, the GPUs went back to the pool)."""
+    result = []
+    for instance in live_on(session, node.id):
+        gpus = scheduler.assigned_gpus(session, instance.id)
+        result.append(
+            api.Assignment(
+                instance=instance.name,
+                gpu_indices=[g.gpu_index for g in gpus],
+                gpu_uuids=[g.gpu_uuid or "" for g in gpus],
+            )
+        )
+    return result

@@ -1,0 +1,80 @@
+"""A node agent's reports: the node's hardware and health, its instances' views of their own
+GPUs, and, in the answer, what the agent must host (`assignments`)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from brev import api
+from brev.server.auth import Principal
+from brev.server.db.models import Instance, Node, utcnow
+from brev.server.errors import NodeRemoved, NotFound
+from brev.server.services import agents, events, gpu_metrics, node_instances, scheduler
+
+
+def accept(session: Session, agent: Principal, body: api.AgentReports) -> api.AgentReportsAccepted:
+    node = session.get(Node, agent.token_node_id)
+    if node is None:
+        raise NotFound("this agent's node no longer exists")
+    if node.removed_at is not None:
+        raise NodeRemoved(f"node '{node.name}' was removed from the plane: uninstall the agent")
+    newest: dict[str, object] | None = None
+    accepted = 0
+    for item in sorted(body.reports, key=lambda r: r.seq):
+        if item.seq <= node.last_report_seq:
+            continue
+        newest = item.report
+        node.last_report_seq = item.seq
+        accepted += 1
+    if newest is not None:
+        _record_node(session, node, newest, body.interval_seconds)
+    return api.AgentReportsAccepted(
+        accepted=accepted,
+        last_seq=node.last_report_seq,
+        assignments=node_instances.assignments(session, node),
+    )
+
+
+def _record_node(
+    session: Session, node: Node, report: dict[str, object], interval_s: float
+) -> None:
+    first = node.last_heartbeat_at is None
+    node.hardware = report
+    node.last_heartbeat_at = utcnow()
+    node.report_interval_seconds = interval_s
+    host = report.get("host")
+    if isinstance(host, dict):
+        node.os = str(host.get("os") or "")[:100] or node.os
+        node.arch = str(host.get("arch") or "")[:32] or node.arch
+        cpus, memory = host.get("cpu_count"), host.get("memory_total_bytes")
+        node.cpu_count = cpus if isinstance(cpus, int) else node.cpu_count
+        node.memory_bytes = memory if isinstance(memory, int) else node.memory_bytes
+    if first:
+        gpus = len(report.get("gpus") or [])  # type: ignore[arg-type]
+        events.record(
+            session,
+            org_id=node.org_id,
+            actor_id=None,
+            action="node.online",
+            object_type="node",
+            object_id=node.id,
+            object_name=node.name,
+            details={"gpus": gpus},
+        )
+    present = report.get("instances")
+    if isinstance(present, list):
+        node_instances.mark_materialized(session, node, {str(n) for n in present})
+    for instance in node_instances.live_on(session, node.id):
+        _record_instance(session, instance, report, interval_s)
+
+
+def _record_instance(
+    session: Session, instance: Instance, report: dict[str, object], interval_s: float
+) -> None:
+    """The node's report, narrowed to the instance's GPUs, is the instance's report: health,
+    GPU tables, metrics, autostop and fault events work as for a cloud instance."""
+    indices = [g.gpu_index for g in scheduler.assigned_gpus(session, instance.id)]
+    own = scheduler.report_for_gpus(dict(report), indices)
+    agents.record_report(session, instance, own, interval_s)
+    if instance.status == api.InstanceStatus.RUNNING:
+        gpu_metrics.record(session, instance.id, own)

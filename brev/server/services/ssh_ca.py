@@ -1,0 +1,53 @@
+"""The plane's SSH certificate authority: one ed25519 key, sealed in the database so that every
+replica signs with the same one, made the first time it is needed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from brev.server.db.models import Plane
+from brev.server.secrets import SecretBox
+
+# How long the plane's own certificate (for installing an agent) stays valid.
+PLANE_CERTIFICATE_LIFETIME = timedelta(minutes=10)
+
+
+def private_key(session: Session, box: SecretBox) -> str:
+    """The CA's private key (OpenSSH PEM). The first caller makes it; a concurrent first
+    caller on another replica loses the conditional UPDATE and reads the winner's."""
+    from brev.ssh import ca
+
+    sealed = session.scalar(select(Plane.ssh_ca_key).limit(1))
+    if sealed is None:
+        candidate = box.seal({"private_key": ca.new_private_key()})
+        session.execute(
+            update(Plane).where(Plane.ssh_ca_key.is_(None)).values(ssh_ca_key=candidate)
+        )
+        sealed = session.scalar(select(Plane.ssh_ca_key).limit(1))
+        assert sealed is not None
+    return str(box.open(sealed)["private_key"])
+
+
+def public_key(session: Session, box: SecretBox) -> str:
+    from brev.ssh import ca
+
+    return ca.public_key_line(private_key(session, box), "brev-ca")
+
+
+def plane_login(session: Session, box: SecretBox, principal: str) -> tuple[str, str]:
+    """A fresh key and a short certificate for it, for the plane to log in as `principal` on
+    a box that trusts the CA: (private key PEM, certificate line)."""
+    from brev.ssh import ca
+
+    key = ca.new_private_key()
+    certificate = ca.sign_user_certificate(
+        private_key(session, box),
+        ca.public_key_line(key),
+        key_id="brev-plane",
+        principals=[principal],
+        valid_for=PLANE_CERTIFICATE_LIFETIME,
+    )
+    return key, certificate
