@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Debian packages the test suite runs for real: PostgreSQL (the team database) and Chromium
-# (the dashboard, driven by Playwright).
+# Debian packages the test suite runs for real: PostgreSQL (the team database), Chromium
+# (the dashboard, driven by Playwright) and OpenSSH's server (test boxes the plane reaches over
+# SSH; the package starts no daemon, each test runs its own).
 # Installs only what is missing, and only as root; otherwise says what is missing.
 set -euo pipefail
 
 missing=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+[[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
 
 ((${#missing[@]} == 0)) && exit 0
 if [[ $(id -u) != 0 ]]; then
