@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -45,9 +46,17 @@ def collect(
 def run(
     url: Annotated[str, typer.Option(help="the control plane, e.g. https://brev.example.com")],
     token: Annotated[
-        str, typer.Option(help="this instance's agent token", envvar="BREV_AGENT_TOKEN")
-    ],
+        str | None, typer.Option(help="this instance's agent token", envvar="BREV_AGENT_TOKEN")
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="a file holding the agent token (keeps it out of `ps`)"),
+    ] = None,
     interval: Annotated[str, typer.Option(help="how often to report, e.g. 10s")] = "10s",
+    node_home: Annotated[
+        Path | None,
+        typer.Option(help="a registered node's home: keep its instances' directories there"),
+    ] = None,
 ) -> None:
     """Report this host to the plane every interval, buffering while it is unreachable."""
     import logging
@@ -61,13 +70,22 @@ def run(
         seconds = parse_duration(interval)
     except InvalidDuration as exc:
         raise BrevError(f"--interval: {exc}") from None
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise BrevError(f"--token-file: cannot read {token_file}: {exc.strerror}") from None
+    if not token:
+        raise BrevError("give the agent token: --token-file FILE, --token or BREV_AGENT_TOKEN")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     stopping: list[bool] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
-        uplink = run_agent(url, token, seconds, should_stop=lambda: bool(stopping))
+        uplink = run_agent(
+            url, token, seconds, should_stop=lambda: bool(stopping), node_home=node_home
+        )
     except PermissionError as exc:
         raise BrevError(str(exc)) from None
     note(f"stopped; {uplink.delivered} report(s) delivered, {len(uplink.pending)} undelivered")
