@@ -466,6 +466,7 @@ class NodeRegistered(_Model):
     token: str = Field(description="the node's agent token; shown once, never again")
     plane_url: str
     ssh_ca_public_key: str
+    report_interval_seconds: float = Field(10.0, description="how often the agent reports")
 
 
 class SshCa(_Model):

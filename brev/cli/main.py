@@ -18,6 +18,7 @@ from brev.cli import (
     nodes,
     orgs,
     providers,
+    register,
     search,
     server,
     tokens,
@@ -81,6 +82,7 @@ lifecycle.register(app)
 search.register(app)
 top.register(app)
 app.add_typer(nodes.app, name="nodes", rich_help_panel="Instances")
+register.register_command(app)
 app.add_typer(orgs.app, name="org", rich_help_panel="Organization")
 app.add_typer(tokens.app, name="token", rich_help_panel="Organization")
 app.add_typer(providers.app, name="provider", rich_help_panel="Organization")

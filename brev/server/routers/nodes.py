@@ -60,6 +60,7 @@ def register_node(
         token=secret,
         plane_url=settings.public_url or str(request.base_url).rstrip("/"),
         ssh_ca_public_key=ssh_ca.public_key(session, request.app.state.secret_box),
+        report_interval_seconds=settings.node_report_interval,
     )
 
 

@@ -9,7 +9,6 @@ transaction while it talks to the box: each write is its own short transaction.
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -100,12 +99,12 @@ def add(
 
 
 def _probe(conn: RemoteBox) -> BoxFacts:
-    from brev.node import scripts
+    from brev.node import installer
 
-    result = conn.run("sh -s", stdin=scripts.probe_script().encode(), timeout=60)
-    if result.exit_code != 0:
-        raise InvalidInput("host", f"{conn.target.address}: {_last_line(result.stderr)}")
-    return scripts.parse_probe(result.stdout)
+    try:
+        return installer.probe(conn.run, conn.target.address)
+    except installer.InstallError as error:
+        raise InvalidInput("host", error.message) from None
 
 
 def _create_node(
@@ -125,35 +124,19 @@ def _create_node(
 
 
 def _install(conn: RemoteBox, facts: BoxFacts, secret: str, options: InstallOptions) -> None:
-    from brev.node import scripts
-    from brev.node.wheel import build_wheel
+    from brev.node import installer
 
-    wheel_name, wheel = build_wheel()
-    home = shlex.quote(facts.node_home)
-    upload = (
-        f"umask 077 && mkdir -p {home} && cat > {home}/{shlex.quote(wheel_name)}",
-        f"umask 077 && mkdir -p {home} && cat > {home}/agent.token",
-    )
-    for command, data in zip(upload, (wheel, secret.encode()), strict=True):
-        result = conn.run(command, stdin=data, timeout=120)
-        if result.exit_code != 0:
-            raise InstallFailed(
-                f"could not write to {facts.node_home} on {conn.target.address}: "
-                f"{_last_line(result.stderr)}"
-            )
-    script = scripts.install_script(
-        node_home=facts.node_home,
-        python=facts.python,
-        plane_url=options.plane_url,
-        interval_s=options.report_interval_s,
-        wheel_name=wheel_name,
-        use_systemd=facts.systemd,
-    )
-    result = conn.run("sh -s", stdin=script.encode(), timeout=300)
-    if result.exit_code != 0:
-        raise InstallFailed(
-            f"installing the agent on {conn.target.address} failed: {_last_line(result.stderr)}"
+    try:
+        installer.install(
+            conn.run,
+            conn.target.address,
+            facts,
+            token=secret,
+            plane_url=options.plane_url,
+            interval_s=options.report_interval_s,
         )
+    except installer.InstallError as error:
+        raise InstallFailed(f"{error.message}; the install was rolled back") from None
 
 
 def _wait_for_first_report(
@@ -170,8 +153,9 @@ def _wait_for_first_report(
             if node.last_heartbeat_at is not None:
                 return
         time.sleep(0.25)
-    log_tail = conn.run(f"tail -n 3 {shlex.quote(facts.node_home)}/agent.log 2>/dev/null")
-    seen = " | ".join(line for line in log_tail.stdout.splitlines() if line.strip())
+    from brev.node import installer
+
+    seen = installer.agent_log_tail(conn.run, facts.node_home)
     raise InstallFailed(
         f"the agent started on {conn.target.address} but did not reach the plane at "
         f"{options.plane_url} within {options.wait_s:.0f} s; check that the box can reach that "
@@ -183,15 +167,10 @@ def _wait_for_first_report(
 def _roll_back(
     sessions: sessionmaker[Session], conn: RemoteBox, node_id: str, facts: BoxFacts
 ) -> None:
-    from brev.node import scripts
+    from brev.node import installer
 
     try:
-        conn.run("sh -s", stdin=scripts.uninstall_script(facts.node_home).encode(), timeout=60)
+        installer.uninstall(conn.run, facts.node_home)
     finally:
         with transaction(sessions) as session:
             nodes.forget(session, node_id)
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "no error message"

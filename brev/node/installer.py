@@ -1,0 +1,90 @@
+"""The agent's install on a box, step by step, through whatever runs commands there: the
+plane's SSH connection (`brev nodes add`) or this machine's shell (`brev register`).
+
+Each step is one shell command with stdin, so the same code serves both, and every failure is
+an InstallError whose message names the box and the step."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from brev.errors import BrevError
+from brev.node import scripts
+
+if TYPE_CHECKING:
+    from brev.ssh.remote import RemoteResult
+
+
+class Runner(Protocol):
+    def __call__(
+        self, command: str, *, stdin: bytes | None = None, timeout: float = 300.0
+    ) -> RemoteResult: ...
+
+
+class InstallError(BrevError):
+    pass
+
+
+def probe(run: Runner, where: str) -> scripts.BoxFacts:
+    """What the box is (OS, arch, a Python >= 3.11, systemd, where the agent goes)."""
+    result = run("sh -s", stdin=scripts.probe_script().encode(), timeout=60)
+    if result.exit_code != 0:
+        raise InstallError(f"{where}: {last_line(result.stderr)}")
+    try:
+        return scripts.parse_probe(result.stdout)
+    except scripts.ProbeError as error:
+        raise InstallError(f"{where}: {error.message}") from None
+
+
+def install(
+    run: Runner,
+    where: str,
+    facts: scripts.BoxFacts,
+    *,
+    token: str,
+    plane_url: str,
+    interval_s: float,
+    wheel: Callable[[], tuple[str, bytes]] | None = None,
+) -> None:
+    """Upload this brev as a wheel and the agent's token (0600), install, start the agent."""
+    from brev.node.wheel import build_wheel
+
+    wheel_name, wheel_bytes = (wheel or build_wheel)()
+    home = shlex.quote(facts.node_home)
+    uploads = (
+        (f"umask 077 && mkdir -p {home} && cat > {home}/{shlex.quote(wheel_name)}", wheel_bytes),
+        (f"umask 077 && mkdir -p {home} && cat > {home}/agent.token", token.encode()),
+    )
+    for command, data in uploads:
+        result = run(command, stdin=data, timeout=120)
+        if result.exit_code != 0:
+            raise InstallError(
+                f"could not write to {facts.node_home} on {where}: {last_line(result.stderr)}"
+            )
+    script = scripts.install_script(
+        node_home=facts.node_home,
+        python=facts.python,
+        plane_url=plane_url,
+        interval_s=interval_s,
+        wheel_name=wheel_name,
+        use_systemd=facts.systemd,
+    )
+    result = run("sh -s", stdin=script.encode(), timeout=300)
+    if result.exit_code != 0:
+        raise InstallError(f"installing the agent on {where} failed: {last_line(result.stderr)}")
+
+
+def uninstall(run: Runner, node_home: str) -> None:
+    run("sh -s", stdin=scripts.uninstall_script(node_home).encode(), timeout=60)
+
+
+def agent_log_tail(run: Runner, node_home: str, lines: int = 3) -> str:
+    result = run(f"tail -n {lines} {shlex.quote(node_home)}/agent.log 2>/dev/null")
+    return " | ".join(line.strip() for line in result.stdout.splitlines() if line.strip())
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no error message"

@@ -1,0 +1,316 @@
+"""`brev nodes add` end to end: a real plane installs the real agent over real SSH on real
+sshd boxes (2 GPUs, 1 GPU, none; the stub nvidia-smi replays the H200 capture), the agent
+reports, instances run on the boxes with only their GPUs visible, and every bad input or
+fault is one clear message that leaves nothing behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from brev import api
+from brev.client import BrevClient
+from tests.cli_runner import brev, ok, one_line_error
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.postgres import free_port
+from tests.real_plane import wait_for
+from tests.sshbox import SshBox, make_user_key, ssh_box_factory
+
+__all__ = ["ssh_box_factory"]  # the fixture, re-exported for pytest
+
+pytestmark = pytest.mark.slow
+# The reconciler on (it marks silent instances unhealthy); no cloud here for it to call.
+FAST_NODES = {
+    "BREV_RECONCILE": "1",
+    "BREV_RECONCILE_INTERVAL": "0.2",
+    "BREV_NODE_REPORT_INTERVAL": "1",
+    "BREV_NODE_INSTALL_WAIT": "20",
+}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    server = start_server(tmp_path / "home", env_extra=FAST_NODES)
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[BrevClient]:
+    with BrevClient(server.url, server.admin_token, org="default") as client:
+        yield client
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> tuple[Path, str]:
+    return make_user_key(tmp_path / "keys")
+
+
+def env_of(server: LiveServer) -> dict[str, str]:
+    return server.env(BREV_API_URL=server.url, BREV_TOKEN=server.admin_token, BREV_ORG="default")
+
+
+def add(
+    server: LiveServer, box: SshBox, name: str, identity: Path | None, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    args = ["nodes", "add", name, f"{box.user}@127.0.0.1:{box.port}", "--host-key", box.host_key]
+    if identity is not None:
+        args += ["--identity", str(identity)]
+    return brev(*args, *extra, env=env_of(server), timeout=120)
+
+
+def failed(result: subprocess.CompletedProcess[str]) -> str:
+    """Exit 1, no traceback, nothing on stdout, the error as the last line of stderr (after
+    any progress line such as "Installing the agent ..."); that line."""
+    assert result.returncode == 1, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    last = result.stderr.splitlines()[-1]
+    assert (
+        last.startswith("error: ")
+        and sum(line.startswith("error") for line in result.stderr.splitlines()) == 1
+    )
+    return last
+
+
+def agent_pids(box: SshBox) -> list[int]:
+    """Processes running this box's agent (their command line names its node home)."""
+    found = subprocess.run(["pgrep", "-f", str(box.node_home)], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def kill_agents(box: SshBox) -> None:
+    for pid in agent_pids(box):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+
+@pytest.fixture
+def boxes(
+    ssh_box_factory: Callable[..., SshBox], key: tuple[Path, str]
+) -> Iterator[Callable[..., SshBox]]:
+    made: list[SshBox] = []
+
+    def make(name: str, **options: object) -> SshBox:
+        box = ssh_box_factory(name, authorized_keys=[key[1]], **options)
+        made.append(box)
+        return box
+
+    yield make
+    for box in made:
+        kill_agents(box)
+
+
+def test_add_three_boxes_schedule_and_see_only_own_gpus(
+    server: LiveServer, client: BrevClient, boxes: Callable[..., SshBox], key: tuple[Path, str]
+) -> None:
+    two, one, none = boxes("two", gpus=2), boxes("one", gpus=1), boxes("none", gpus=0)
+    for box, name in ((two, "big"), (one, "small"), (none, "cpu-box")):
+        ok(add(server, box, name, key[0]))
+    nodes = {n.name: n for n in client.nodes()}
+    assert {n: len(v.gpus) for n, v in nodes.items()} == {"big": 2, "small": 1, "cpu-box": 0}
+    assert all(n.status == api.NodeStatus.ONLINE for n in nodes.values())
+    big = client.node("big")
+    assert big.gpus[0].model == "H200" and big.driver_version and big.cuda_version
+    assert big.host_keys == [two.host_key]
+    listing = ok(brev("nodes", "ls", env=env_of(server))).stdout
+    assert "big" in listing and "2 x H200 (2 free)" in listing and "no GPU" in listing
+    # the agent's token is in a 0600 file, never on a command line
+    assert (two.node_home / "agent.token").stat().st_mode & 0o777 == 0o600
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "brev_" not in ps
+
+    created = ok(
+        brev("create", "h200:2", "--name", "train", "--timeout", "60s", env=env_of(server))
+    )
+    assert "running on node big" in created.stderr
+    assert client.instance("train").node == "big"
+    visible = subprocess.run(
+        two.ssh_argv(
+            key[0], f"{two.node_home}/bin/brev-enter train 'echo $CUDA_VISIBLE_DEVICES; pwd'"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.split()
+    assert visible == ["0,1", str(two.node_home / "instances" / "train")]
+
+    ok(brev("create", "h200", "--name", "solo", "--timeout", "60s", env=env_of(server)))
+    assert client.instance("solo").node == "small"
+    full = brev("create", "h200", "--name", "extra", env=env_of(server))
+    assert "no capacity" in one_line_error(full)
+
+    ok(
+        brev(
+            "create",
+            "cpu",
+            "--name",
+            "cpu-job",
+            "--node",
+            "cpu-box",
+            "--timeout",
+            "60s",
+            env=env_of(server),
+        )
+    )
+    hidden = subprocess.run(
+        none.ssh_argv(
+            key[0], f"{none.node_home}/bin/brev-enter", "cpu-job", 'echo "[$CUDA_VISIBLE_DEVICES]"'
+        ),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.strip()
+    assert hidden == "[]"
+
+    # deleting gives the GPUs back and the agent removes the directory
+    ok(brev("delete", "train", "-y", env=env_of(server)))
+    wait_for(
+        server, "workdir removed", lambda: not (two.node_home / "instances" / "train").exists()
+    )
+    assert all(g.instance is None for g in client.node("big").gpus)
+
+
+def test_gpu_appearing_later_is_picked_up(
+    server: LiveServer, client: BrevClient, boxes: Callable[..., SshBox], key: tuple[Path, str]
+) -> None:
+    box = boxes("grow", gpus=1)
+    ok(add(server, box, "grow", key[0]))
+    assert len(client.node("grow").gpus) == 1
+    box.set_gpu_count(2)  # a second card (the stub now replays the 2-GPU capture)
+    wait_for(server, "second GPU reported", lambda: len(client.node("grow").gpus) == 2)
+
+
+def test_offline_node_makes_instances_unhealthy_and_keeps_gpus(
+    server: LiveServer, client: BrevClient, boxes: Callable[..., SshBox], key: tuple[Path, str]
+) -> None:
+    box = boxes("flaky", gpus=2)
+    ok(add(server, box, "flaky", key[0]))
+    ok(brev("create", "h200:2", "--name", "job", "--timeout", "60s", env=env_of(server)))
+    kill_agents(box)  # the box loses power, as far as the plane can tell
+    wait_for(
+        server,
+        "unhealthy",
+        lambda: client.instance("job").health == api.Health.UNHEALTHY,
+        timeout=30,
+    )
+    wait_for(server, "offline", lambda: client.node("flaky").status == api.NodeStatus.OFFLINE)
+    assert [g.instance for g in client.node("flaky").gpus] == ["job", "job"]
+
+
+def test_rm_refuses_with_instances_then_the_agent_uninstalls_itself(
+    server: LiveServer, client: BrevClient, boxes: Callable[..., SshBox], key: tuple[Path, str]
+) -> None:
+    box = boxes("gone", gpus=1)
+    ok(add(server, box, "gone", key[0]))
+    ok(brev("create", "h200", "--name", "held", "--timeout", "60s", env=env_of(server)))
+    refused = one_line_error(brev("nodes", "rm", "gone", env=env_of(server)))
+    assert "hosts 1 instance(s) (held)" in refused and "--force" in refused
+    ok(brev("nodes", "rm", "gone", "--force", env=env_of(server)))
+    wait_for(
+        server,
+        "agent uninstalled",
+        lambda: not box.node_home.exists() and not agent_pids(box),
+        timeout=30,
+    )
+    assert client.nodes() == []
+
+
+def test_certificate_login_through_the_planes_ca(
+    server: LiveServer, client: BrevClient, ssh_box_factory: Callable[..., SshBox]
+) -> None:
+    """No key given: the plane logs in with a certificate from its own CA."""
+    box = ssh_box_factory("ca", trusted_ca=client.ssh_ca().public_key, gpus=0)
+    try:
+        ok(add(server, box, "trusting", None))
+        assert client.node("trusting").status == api.NodeStatus.ONLINE
+    finally:
+        kill_agents(box)
+
+
+def test_bad_inputs_are_one_line_and_leave_nothing(
+    server: LiveServer,
+    client: BrevClient,
+    boxes: Callable[..., SshBox],
+    key: tuple[Path, str],
+    tmp_path: Path,
+) -> None:
+    box = boxes("good", gpus=1)
+    env = env_of(server)
+    # wrong port
+    closed = free_port()
+    wrong_port = brev(
+        "nodes",
+        "add",
+        "x",
+        f"root@127.0.0.1:{closed}",
+        "--host-key",
+        box.host_key,
+        "--identity",
+        str(key[0]),
+        env=env,
+    )
+    assert "cannot reach 127.0.0.1" in failed(wrong_port)
+    # a key the box refuses
+    stranger, _ = make_user_key(tmp_path / "stranger")
+    refused = failed(add(server, box, "x", stranger))
+    assert "refused the key" in refused
+    # a changed host key: refused, with how to re-pin
+    box.regenerate_host_key()
+    changed = failed(
+        brev(
+            "nodes",
+            "add",
+            "x",
+            f"root@127.0.0.1:{box.port}",
+            "--host-key",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOv7ZkJ8/BCuNNxnxT3mmmcbSLz0pBxfq8sK1O1nT7TY",
+            "--identity",
+            str(key[0]),
+            env=env,
+        )
+    )
+    assert "changed" in changed and "--host-key" in changed
+    # first contact without a pinned key, no terminal: the fingerprint and how to pin it
+    unpinned = failed(
+        brev("nodes", "add", "x", f"root@127.0.0.1:{box.port}", "--identity", str(key[0]), env=env)
+    )
+    assert "--host-key SHA256:" in unpinned
+    # malformed destination
+    assert "user@host[:port]" in failed(brev("nodes", "add", "x", "127.0.0.1", env=env))
+    assert client.nodes() == []
+
+
+def test_box_without_python_is_refused(
+    server: LiveServer, client: BrevClient, boxes: Callable[..., SshBox], key: tuple[Path, str]
+) -> None:
+    for kind in ("missing", "old"):
+        box = boxes(f"py-{kind}", gpus=0, python=kind)
+        message = failed(add(server, box, f"py-{kind}", key[0]))
+        assert "no Python 3.11 or newer" in message
+        assert not (box.node_home / "venv").exists()
+    assert client.nodes() == []
+
+
+def test_agent_that_cannot_reach_the_plane_is_rolled_back(
+    server: LiveServer, client: BrevClient, boxes: Callable[..., SshBox], key: tuple[Path, str]
+) -> None:
+    """Half-way: installed and started, but the box cannot reach the plane's URL."""
+    box = boxes("lost", gpus=1)
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    message = failed(add(server, box, "lost", key[0], "--plane-url", unreachable))
+    assert f"did not reach the plane at {unreachable}" in message
+    assert "rolled back" in message
+    assert time.monotonic() - started < 60
+    assert not box.node_home.exists() and not agent_pids(box)
+    assert client.nodes() == []
+    ok(add(server, box, "lost", key[0]))  # the name was not left taken
