@@ -36,7 +36,11 @@ def test_an_agent_reports_for_its_instance_only(plane: Plane, admin: BrevClient)
     )
     agent = plane.http(token)
     body = {"reports": [{"seq": 1, "report": _report(1)}, {"seq": 2, "report": _report(2)}]}
-    assert agent.post("/api/v1/agent/reports", json=body).json() == {"accepted": 2, "last_seq": 2, "assignments": None}
+    assert agent.post("/api/v1/agent/reports", json=body).json() == {
+        "accepted": 2,
+        "last_seq": 2,
+        "assignments": None,
+    }
     # a re-send after a lost answer is not counted twice; an older one never overwrites
     resent = {"reports": [{"seq": 2, "report": _report(2)}, {"seq": 1, "report": _report(1)}]}
     assert agent.post("/api/v1/agent/reports", json=resent).json() == {"accepted": 0, "last_seq": 2}
