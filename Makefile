@@ -10,7 +10,7 @@ REQUIRE_SYSTEM_PACKAGES := $(shell [ "$$(id -u)" = 0 ] && echo 1 || echo 0)
 
 .PHONY: demo test lint typecheck pytest venv system-packages bench clean
 
-demo: venv
+demo: venv system-packages
 	$(BIN)/python scripts/demo.py
 
 test: venv system-packages lint typecheck pytest

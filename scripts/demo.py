@@ -2,15 +2,20 @@
 
 Starts a control plane on SQLite in a temporary BREV_HOME, logs the CLI in, creates an org and
 a CI token, adds AWS credentials, searches offers, creates an A100 instance, lists it as a CI
-job would, deletes it, prints the dashboard URL, and shuts everything down. Each step is the
-real `brev` command, shown as you would type it. The AWS account is moto's EC2 server (a local
-stand-in that speaks the EC2 API), so the demo needs no cloud account and costs nothing.
+job would, deletes it, registers this machine as a node (through a private sshd on a loopback
+port that trusts the plane's SSH CA) and runs an instance on it, prints the dashboard URL, and
+shuts everything down. Each step is the real `brev` command, shown as you would type it. The
+AWS account is moto's EC2 server (a local stand-in that speaks the EC2 API), so the demo needs
+no cloud account and costs nothing.
 """
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -114,7 +119,12 @@ def run(home: Path) -> None:
     print(f"moto EC2 endpoint on {moto_url}")
     print(f"$ brev server --port {port}        # BREV_HOME={home}")
     # Quick reconcile passes: the stand-in AWS answers at once, so the demo need not wait.
-    plane_env = {**demo.env, "BREV_RECONCILE_INTERVAL": "0.2", "BREV_RECONCILE_POLL": "0.5"}
+    plane_env = {
+        **demo.env,
+        "BREV_RECONCILE_INTERVAL": "0.2",
+        "BREV_RECONCILE_POLL": "0.5",
+        "BREV_NODE_REPORT_INTERVAL": "2",
+    }
     with log.open("wb") as output:
         server = subprocess.Popen(
             [BREV, "server", "--port", str(port)],
@@ -181,6 +191,8 @@ def run(home: Path) -> None:
             time.sleep(0.5)
         demo.brev("ls")
 
+        register_this_machine(demo, url, admin_token, home.parent)
+
         demo.step("Dashboard")
         print(f"{url}/  (sign in with a token; API reference at {url}/docs)")
     finally:
@@ -190,6 +202,81 @@ def run(home: Path) -> None:
         graceful = "Application shutdown complete" in log.read_text()
         how = "after a graceful shutdown" if graceful else f"exit status {server.returncode}"
         print(f"control plane stopped ({how}); removing {home}")
+
+
+def register_this_machine(demo: Demo, url: str, admin_token: str, workdir: Path) -> None:
+    """This machine as a node: a private sshd on loopback trusts the plane's SSH CA, so the
+    plane logs in with a certificate it signs itself, installs the agent (into a folder of
+    the demo's), and the node's GPUs (or CPU) join the org's offers."""
+    demo.step("Register this machine as a node (a private sshd trusting the plane's CA)")
+    if not Path("/usr/sbin/sshd").exists():
+        print(
+            "skipped: no OpenSSH server here (apt-get install openssh-server; make demo "
+            "installs it when run as root)"
+        )
+        return
+    request = urllib.request.Request(  # noqa: S310 (our own http URL)
+        f"{url}/api/v1/ssh/ca", headers={"Authorization": f"Bearer {admin_token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        ca_key = json.load(response)["public_key"]
+    box = workdir / "sshd"
+    box.mkdir()
+    sshd = start_sshd(box, ca_key)
+    try:
+        user = getpass.getuser()
+        demo.brev("nodes", "add", "this-machine", f"{user}@127.0.0.1:{sshd.port}", "--yes")
+        demo.brev("nodes", "ls")
+        gpu = "any" if shutil.which("nvidia-smi") else "cpu"
+        demo.brev("create", gpu, "--name", "on-my-box", "--node", "this-machine")
+        demo.brev("ls")
+        demo.brev("delete", "on-my-box", "-y")
+        demo.brev("nodes", "rm", "this-machine")
+        deadline = time.monotonic() + 30
+        while (box / "node").exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        print("the agent uninstalled itself" if not (box / "node").exists() else "")
+    finally:
+        stop(sshd.process)
+
+
+class Sshd:
+    def __init__(self, process: subprocess.Popen[bytes], port: int) -> None:
+        self.process, self.port = process, port
+
+
+def start_sshd(box: Path, ca_key: str) -> Sshd:
+    """sshd on 127.0.0.1, its own host key, trusting only certificates from the plane's CA;
+    the agent it installs goes to box/node (BREV_NODE_HOME), not to the real home."""
+    port = free_port()
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(box / "hostkey")], check=True
+    )
+    (box / "ca.pub").write_text(ca_key + "\n")
+    (box / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {box / 'hostkey'}\n"
+        f"PidFile {box / 'sshd.pid'}\nTrustedUserCAKeys {box / 'ca.pub'}\n"
+        "AuthorizedKeysFile none\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "UsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\n"
+        f"SetEnv BREV_NODE_HOME={box / 'node'}\n"
+    )
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd refuses to start without it
+    log = box / "sshd.log"
+    process = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-f", str(box / "sshd_config"), "-E", str(log)]
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                print(f"sshd on 127.0.0.1:{port}, trusting the plane's CA ({box / 'ca.pub'})")
+                return Sshd(process, port)
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    stop(process)
+    raise SystemExit(f"sshd did not start:\n{log.read_text() if log.exists() else ''}")
 
 
 def main() -> None:
