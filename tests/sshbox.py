@@ -9,11 +9,13 @@ a usable Python, `python3` stubs that fail the way such machines do.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -378,3 +380,16 @@ def ssh_box_factory(tmp_path: Path) -> Iterator[Callable[..., SshBox]]:
     yield make
     for box in boxes:
         box.stop()
+
+
+def agent_pids(node_home: Path) -> list[int]:
+    """Processes of the agent installed in `node_home` (their command lines name it)."""
+    found = subprocess.run(["pgrep", "-f", str(node_home)], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def kill_agents(node_home: Path) -> None:
+    """Stop what an install into `node_home` left running (the supervisor and its agent)."""
+    for pid in agent_pids(node_home):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)

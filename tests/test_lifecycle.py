@@ -214,7 +214,8 @@ def test_a_name_already_used_is_a_conflict(
 
 def test_without_any_credentials_create_says_what_to_do(plane: Plane, admin: BrevClient) -> None:
     with pytest.raises(
-        InvalidRequest, match="no cloud credentials yet: run `brev provider add aws`"
+        InvalidRequest,
+        match="no cloud credentials and no registered node yet: run `brev provider add aws`",
     ):
         admin.create_instance(api.InstanceCreate(gpu="a100"))
 

@@ -5,9 +5,6 @@ fault is one clear message that leaves nothing behind."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +18,7 @@ from tests.cli_runner import brev, ok, one_line_error
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.postgres import free_port
 from tests.real_plane import wait_for
-from tests.sshbox import SshBox, make_user_key, ssh_box_factory
+from tests.sshbox import SshBox, agent_pids, kill_agents, make_user_key, ssh_box_factory
 
 __all__ = ["ssh_box_factory"]  # the fixture, re-exported for pytest
 
@@ -79,18 +76,6 @@ def failed(result: subprocess.CompletedProcess[str]) -> str:
     return last
 
 
-def agent_pids(box: SshBox) -> list[int]:
-    """Processes running this box's agent (their command line names its node home)."""
-    found = subprocess.run(["pgrep", "-f", str(box.node_home)], capture_output=True, text=True)
-    return [int(pid) for pid in found.stdout.split()]
-
-
-def kill_agents(box: SshBox) -> None:
-    for pid in agent_pids(box):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(os.getpgid(pid), signal.SIGKILL)
-
-
 @pytest.fixture
 def boxes(
     ssh_box_factory: Callable[..., SshBox], key: tuple[Path, str]
@@ -104,7 +89,7 @@ def boxes(
 
     yield make
     for box in made:
-        kill_agents(box)
+        kill_agents(box.node_home)
 
 
 def test_add_three_boxes_schedule_and_see_only_own_gpus(
@@ -195,7 +180,7 @@ def test_offline_node_makes_instances_unhealthy_and_keeps_gpus(
     box = boxes("flaky", gpus=2)
     ok(add(server, box, "flaky", key[0]))
     ok(brev("create", "h200:2", "--name", "job", "--timeout", "60s", env=env_of(server)))
-    kill_agents(box)  # the box loses power, as far as the plane can tell
+    kill_agents(box.node_home)  # the box loses power, as far as the plane can tell
     wait_for(
         server,
         "unhealthy",
@@ -218,7 +203,7 @@ def test_rm_refuses_with_instances_then_the_agent_uninstalls_itself(
     wait_for(
         server,
         "agent uninstalled",
-        lambda: not box.node_home.exists() and not agent_pids(box),
+        lambda: not box.node_home.exists() and not agent_pids(box.node_home),
         timeout=30,
     )
     assert client.nodes() == []
@@ -233,7 +218,7 @@ def test_certificate_login_through_the_planes_ca(
         ok(add(server, box, "trusting", None))
         assert client.node("trusting").status == api.NodeStatus.ONLINE
     finally:
-        kill_agents(box)
+        kill_agents(box.node_home)
 
 
 def test_bad_inputs_are_one_line_and_leave_nothing(
@@ -311,6 +296,6 @@ def test_agent_that_cannot_reach_the_plane_is_rolled_back(
     assert f"did not reach the plane at {unreachable}" in message
     assert "rolled back" in message
     assert time.monotonic() - started < 60
-    assert not box.node_home.exists() and not agent_pids(box)
+    assert not box.node_home.exists() and not agent_pids(box.node_home)
     assert client.nodes() == []
     ok(add(server, box, "lost", key[0]))  # the name was not left taken

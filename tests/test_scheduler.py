@@ -19,7 +19,7 @@ from brev import api
 from brev.client import BrevClient, Conflict, InvalidRequest
 from brev.server.db.models import GpuAllocation, Instance, Node, utcnow
 from brev.server.reconciler.autostop import stop_idle_instances
-from brev.server.reconciler.health import mark_silent_instances
+from brev.server.reconciler.health import forget_abandoned_installs, mark_silent_instances
 from tests.conftest import Plane, start_server, stop_server
 
 H200_MIB = 143771.0
@@ -258,6 +258,24 @@ def test_remove_refuses_while_instances_live_then_tells_the_agent(
     assert response.json()["error"]["code"] == "node_removed"
     # the name is free again
     register(a.http, plane.admin_token, "spark-a", 1)
+
+
+def test_an_install_that_never_reported_is_forgotten(plane: Plane, admin: BrevClient) -> None:
+    """A plane (or `brev register`) that died mid-install leaves a node without a report."""
+    body = {"name": "half", "facts": {}}
+    response = plane.http(plane.admin_token).post("/api/v1/orgs/default/nodes/register", json=body)
+    assert response.status_code == 201
+    assert admin.node("half").status == api.NodeStatus.INSTALLING
+    assert forget_abandoned_installs(plane.app.state.sessions) == 0  # still within its time
+    engine = create_engine(plane.settings.database_url)
+    with engine.begin() as connection:
+        connection.execute(update(Node).values(created_at=utcnow() - timedelta(minutes=20)))
+    engine.dispose()
+    assert forget_abandoned_installs(plane.app.state.sessions) == 1
+    assert admin.nodes() == []
+    token = response.json()["token"]
+    report_again = plane.http(token).post("/api/v1/agent/reports", json={"reports": []})
+    assert report_again.status_code == 401  # its token was revoked
 
 
 def test_node_agent_token_can_only_report(

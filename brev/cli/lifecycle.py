@@ -167,6 +167,9 @@ def _wait(client: BrevClient, name: str, seconds: int) -> api.InstanceDetail:
 
 
 def _describe_progress(instance: api.InstanceDetail) -> str:
+    if instance.node:
+        waiting = " (waiting for the node's agent)" if instance.status == "starting" else ""
+        return f"{instance.name}: {instance.status} on node {instance.node}{waiting}"
     where = " ".join(
         p
         for p in (instance.provider, instance.instance_type, instance.zone or instance.region)

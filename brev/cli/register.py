@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from brev.client import BrevClient
 
 PANEL = "Instances"
-ONLINE_WAIT_S = 60.0
+# How long the agent has to report for the first time (BREV_NODE_INSTALL_WAIT, as the plane's).
+ONLINE_WAIT_S = float(os.environ.get("BREV_NODE_INSTALL_WAIT", "60"))
 CA_FILE = "brev_user_ca.pub"
 
 

@@ -1,5 +1,6 @@
 """Health from heartbeats: an instance whose agent missed three reports in a row is unhealthy
-until reports resume (brev.server.services.agents marks it healthy again)."""
+until reports resume (brev.server.services.agents marks it healthy again); a node whose agent
+never reported after its install was abandoned is forgotten."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from brev.api import Health
 from brev.server.db.engine import transaction
-from brev.server.db.models import Instance, utcnow
-from brev.server.services import events
+from brev.server.db.models import Instance, Node, utcnow
+from brev.server.services import events, nodes
 
 MISSED_REPORTS = 3
 
@@ -39,3 +40,26 @@ def mark_silent_instances(sessions: sessionmaker[Session]) -> int:
             events.about_instance(session, instance, "instance.unhealthy", {"reason": reason})
             marked += 1
     return marked
+
+
+# An install (`brev nodes add`, `brev register`) either sees the agent's first report within
+# minutes or rolls itself back. A node still without a report after this long was left by a
+# plane or CLI that died mid-install: it is forgotten, so its name and token do not linger.
+ABANDONED_INSTALL = timedelta(minutes=15)
+
+
+def forget_abandoned_installs(sessions: sessionmaker[Session]) -> int:
+    cutoff = utcnow() - ABANDONED_INSTALL
+    with transaction(sessions) as session:
+        abandoned = list(
+            session.scalars(
+                select(Node.id).where(
+                    Node.removed_at.is_(None),
+                    Node.last_heartbeat_at.is_(None),
+                    Node.created_at < cutoff,
+                )
+            )
+        )
+        for node_id in abandoned:
+            nodes.forget(session, node_id)
+    return len(abandoned)

@@ -79,6 +79,7 @@ class Reconciler:
             try:
                 self.dispatch()
                 health.mark_silent_instances(self._sessions)
+                health.forget_abandoned_installs(self._sessions)
                 autostop.stop_idle_instances(self._sessions)
                 self._retention.maybe_compact()
                 if time.monotonic() - self._last_sweep >= self._sweep_every.total_seconds():
