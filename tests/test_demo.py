@@ -28,6 +28,10 @@ def test_the_demo_runs_end_to_end_and_never_prints_a_whole_token() -> None:
         "Added aws credentials to org 'research'",
         "demo-a100 is running on aws p4d.24xlarge",
         "Deleting demo-a100.",
+        "Node this-machine is online",
+        "on-my-box is running on node this-machine.",
+        "local/this-machine",
+        "the agent uninstalled itself",
         "after a graceful shutdown",
         "demo complete",
     ):

@@ -244,6 +244,11 @@ def test_bad_inputs_are_one_line_and_leave_nothing(
         env=env,
     )
     assert "cannot reach 127.0.0.1" in failed(wrong_port)
+    # a host name that does not resolve
+    nowhere = failed(
+        brev("nodes", "add", "x", "root@no-such-host.invalid", "--host-key", box.host_key, env=env)
+    )
+    assert "cannot reach no-such-host.invalid:22" in nowhere
     # a key the box refuses
     stranger, _ = make_user_key(tmp_path / "stranger")
     refused = failed(add(server, box, "x", stranger))
