@@ -324,6 +324,10 @@ class Assignment(_Model):
     instance: str
     gpu_indices: list[int] = Field(description="empty: no GPU (CPU instance, or stopped)")
     gpu_uuids: list[str]
+    principal: str | None = Field(
+        None, description="the SSH certificate principal that enters it (brev-enter NAME)"
+    )
+    active: bool = Field(True, description="false while stopped: the directory stays, no login")
 
 
 class AgentReportsAccepted(_Model):
@@ -331,6 +335,11 @@ class AgentReportsAccepted(_Model):
     last_seq: int
     assignments: list[Assignment] | None = Field(
         None, description="a node's agent only: every instance it hosts; null for instances"
+    )
+    node_principals: list[str] | None = Field(
+        None,
+        description="a node's agent only: principals that log in to the node itself "
+        "(org admins, and the plane for installs)",
     )
 
 
@@ -459,6 +468,11 @@ class NodeRegister(_Model):
     facts: dict[str, Any] = Field(description="the box's probe: os, arch, python, node_home...")
     host_keys: list[str] = Field(default_factory=list, max_length=16)
     price_per_hour: float | None = Field(None, ge=0)
+    ssh_host: Annotated[str, Field(max_length=255)] | None = Field(
+        None, description="where users reach the box's sshd"
+    )
+    ssh_port: int = Field(22, ge=1, le=65535)
+    ssh_user: Annotated[str, Field(max_length=64)] | None = None
 
 
 class NodeRegistered(_Model):
@@ -471,3 +485,35 @@ class NodeRegistered(_Model):
 
 class SshCa(_Model):
     public_key: str = Field(description="put in sshd's TrustedUserCAKeys to let brev users in")
+    install_principal: str = Field(
+        description="the principal of the plane's own certificates (agent installs)"
+    )
+
+
+class SshTarget(_Model):
+    """One machine a user may log in to, as `brev refresh` writes it into ssh_config."""
+
+    alias: str = Field(description="what `ssh ALIAS` takes: the instance's name, node-NAME")
+    kind: Literal["instance", "node"]
+    name: str
+    status: str
+    host: str | None = Field(description="null: not reachable yet (no address)")
+    port: int
+    user: str | None
+    host_keys: list[str] = Field(description="pinned; empty until the agent reported them")
+    principal: str = Field(description="the one principal its certificate carries")
+    certificate: str = Field(description="OpenSSH user certificate for the key sent")
+
+
+class SshCertificateRequest(_Model):
+    public_key: Annotated[str, Field(min_length=20, max_length=16384)] = Field(
+        description="the user's OpenSSH public key line"
+    )
+
+
+class SshCertificate(_Model):
+    """A certificate per machine: each carries that machine's principal only, because a node
+    hosting several instances chooses which one a session enters by the principal."""
+
+    valid_before: datetime
+    targets: list[SshTarget]

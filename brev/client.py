@@ -198,6 +198,9 @@ class BrevClient:
         body = {"email": email, "role": role, "name": name}
         return _parse(api.MemberAdded, self._request("POST", self._org_path(org, "/members"), body))
 
+    def remove_member(self, email: str, org: str | None = None) -> None:
+        self._request("DELETE", self._org_path(org, f"/members/{email}"))
+
     def tokens(self, org: str | None = None) -> list[api.Token]:
         return self._get(_TOKENS, self._org_path(org, "/tokens"))
 
@@ -325,6 +328,12 @@ class BrevClient:
     def remove_node(self, name: str, force: bool = False, org: str | None = None) -> api.NodeDetail:
         path = self._org_path(org, f"/nodes/{name}")
         return _parse(api.NodeDetail, self._request("DELETE", path, force=force))
+
+    def ssh_certificate(self, public_key: str, org: str | None = None) -> api.SshCertificate:
+        """A certificate for `public_key` opening the org's machines, and those machines."""
+        body = {"public_key": public_key}
+        response = self._request("POST", self._org_path(org, "/ssh/certificate"), body)
+        return _parse(api.SshCertificate, response)
 
     def ssh_ca(self) -> api.SshCa:
         return self._get(api.SshCa, f"{api.API_PREFIX}/ssh/ca")

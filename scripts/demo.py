@@ -46,6 +46,8 @@ class Demo:
     def __init__(self, home: Path) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("BREV_")}
         self.env["BREV_HOME"] = str(home)
+        # A demo leaves the user's files alone: no Include line in ~/.ssh/config.
+        self.env["BREV_SSH_CONFIG"] = "0"
         self.secrets: list[str] = []
 
     def step(self, title: str) -> None:

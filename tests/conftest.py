@@ -170,8 +170,12 @@ class LiveServer:
         return (self.home / "admin-token").read_text().strip()
 
     def env(self, **extra: str) -> dict[str, str]:
+        """The CLI's environment: this server's home, and a HOME of its own, so that what
+        `brev` writes to ~/.ssh stays in the test."""
         env = {k: v for k, v in os.environ.items() if k not in BREV_ENV_VARS}
-        return {**env, "BREV_HOME": str(self.home), **extra}
+        user_home = self.home.parent / "user-home"
+        user_home.mkdir(exist_ok=True)
+        return {**env, "BREV_HOME": str(self.home), "HOME": str(user_home), **extra}
 
 
 def start_server(

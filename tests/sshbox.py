@@ -51,6 +51,7 @@ class SshBox:
     node_home: Path  # BREV_NODE_HOME of every session
     authorized_keys: Path
     trusts_ca: bool = False
+    principals_file: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -185,6 +186,10 @@ class SshBox:
         ]
         if self.trusts_ca:
             lines.append(f"TrustedUserCAKeys {root / 'ca.pub'}")
+        if self.principals_file:
+            # As `brev register` sets up a node: certificate principals come from the file the
+            # node's agent writes (each instance's with its forced `brev-enter NAME`).
+            lines.append(f"AuthorizedPrincipalsFile {self.node_home / 'authorized_principals'}")
         self.config.write_text("\n".join(lines) + "\n")
         self._write_known_hosts()
 
@@ -330,9 +335,11 @@ def make_box(
     trusted_ca: str | None = None,
     authorized_keys: Sequence[str] = (),
     python: Literal["ok", "missing", "old"] = "ok",
+    principals_file: bool = False,
 ) -> SshBox:
     """A started box under `root` (created). `trusted_ca`: the public key line of a user CA
-    the box trusts; `authorized_keys`: public key lines that may log in as the box's user."""
+    the box trusts; `authorized_keys`: public key lines that may log in as the box's user;
+    `principals_file`: certificates must carry a principal the node's agent listed."""
     _require_openssh()
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
@@ -346,6 +353,7 @@ def make_box(
         node_home=root / "node",
         authorized_keys=root / "home" / ".ssh" / "authorized_keys",
         trusts_ca=trusted_ca is not None,
+        principals_file=principals_file,
     )
     box.bin_dir.mkdir()
     box.node_home.mkdir()

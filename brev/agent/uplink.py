@@ -112,7 +112,7 @@ class Uplink:
                 self.pending.popleft()
             self.delivered += accepted
             log.info("delivered %d report(s), seq %d..%d", len(batch), batch[0][0], batch[-1][0])
-            self._take_assignments(answer.get("assignments"))
+            self._take_assignments(answer.get("assignments"), answer.get("node_principals"))
         return True
 
     def close(self) -> None:
@@ -157,11 +157,12 @@ class Uplink:
             raise PlaneUnavailable(f"HTTP {status}, a redirect: give the agent the plane's own URL")
         raise PlaneUnavailable(f"HTTP {status}")
 
-    def _take_assignments(self, assignments: Any) -> None:
+    def _take_assignments(self, assignments: Any, node_principals: Any) -> None:
         if self._node_home is None or not isinstance(assignments, list):
             return
+        principals = node_principals if isinstance(node_principals, list) else []
         try:
-            changed = workdirs.apply(self._node_home, assignments)
+            changed = workdirs.apply(self._node_home, assignments, principals)
         except (workdirs.InvalidAssignment, OSError) as error:
             # A bad list must not stop the reports: the plane hears the instances as they are.
             log.error("cannot apply the plane's GPU assignments: %s", error)

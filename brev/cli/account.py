@@ -33,14 +33,20 @@ def login(
     candidate = Login(url=url.rstrip("/"), token=token.strip())
     with connect(candidate) as client:
         me = client.whoami()
-    memberships = [m.org for m in me.memberships]
-    if org is not None and org not in memberships:
-        raise BrevError(f"org '{org}' not found; yours: {', '.join(memberships) or 'none'}")
-    chosen = org or me.default_org
-    save_login(Login(url=candidate.url, token=candidate.token, org=chosen))
-    note(
-        f"Logged in to {candidate.url} as {me.user.email}" + (f" (org: {chosen})" if chosen else "")
-    )
+        memberships = [m.org for m in me.memberships]
+        if org is not None and org not in memberships:
+            raise BrevError(f"org '{org}' not found; yours: {', '.join(memberships) or 'none'}")
+        chosen = org or me.default_org
+        save_login(Login(url=candidate.url, token=candidate.token, org=chosen))
+        note(
+            f"Logged in to {candidate.url} as {me.user.email}"
+            + (f" (org: {chosen})" if chosen else "")
+        )
+        if chosen:
+            from brev.cli.access import refresh_quietly
+
+            client.org = chosen
+            refresh_quietly(client)  # makes the SSH key, writes ssh_config
 
 
 def logout() -> None:

@@ -114,6 +114,10 @@ def create(
             note(f"Creating {instance.name}: {len(instance.plan)} placement(s) to try.")
         if not detach:
             instance = _wait(client, instance.name, wait_seconds)
+            if instance.status == "running":
+                from brev.cli.access import refresh_quietly
+
+                refresh_quietly(client)  # `ssh NAME` works from now on
     if json_output:
         print_json(instance)
     elif instance.status == "running" and instance.node:
@@ -294,6 +298,9 @@ def start(names: Annotated[list[str], typer.Argument(help="instance names")]) ->
         for name in names:
             client.start_instance(name)
             note(f"Starting {name}.")
+        from brev.cli.access import refresh_quietly
+
+        refresh_quietly(client)
 
 
 def stop(names: Annotated[list[str], typer.Argument(help="instance names")]) -> None:
@@ -302,6 +309,7 @@ def stop(names: Annotated[list[str], typer.Argument(help="instance names")]) -> 
         for name in names:
             client.stop_instance(name)
             note(f"Stopping {name}.")
+    _forget_ssh_cache()
 
 
 def delete(
@@ -322,6 +330,14 @@ def delete(
         for name in names:
             client.delete_instance(name)
             note(f"Deleting {name}.")
+    _forget_ssh_cache()
+
+
+def _forget_ssh_cache() -> None:
+    """`brev exec` must not take the fast path to a machine just stopped or deleted."""
+    from brev.ssh import config as ssh_config
+
+    ssh_config.forget_cache(ssh_config.paths())
 
 
 def autostop(

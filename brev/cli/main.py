@@ -10,6 +10,7 @@ from typer.core import TyperGroup
 
 from brev import __version__
 from brev.cli import (
+    access,
     account,
     agent,
     catalog,
@@ -83,6 +84,7 @@ search.register(app)
 top.register(app)
 app.add_typer(nodes.app, name="nodes", rich_help_panel="Instances")
 register.register_command(app)
+access.register(app)
 app.add_typer(orgs.app, name="org", rich_help_panel="Organization")
 app.add_typer(tokens.app, name="token", rich_help_panel="Organization")
 app.add_typer(providers.app, name="provider", rich_help_panel="Organization")

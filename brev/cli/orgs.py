@@ -1,4 +1,4 @@
-"""brev org ls | create | use | members | invite."""
+"""brev org ls | create | use | members | invite | remove."""
 
 from __future__ import annotations
 
@@ -83,3 +83,11 @@ def invite(
     if added.login_token:
         note("Their login token, shown once; hand it over privately:")
         typer.echo(added.login_token)
+
+
+@app.command("remove")
+def remove(email: Annotated[str, typer.Argument(help="the person's email")]) -> None:
+    """Take a person out of the current org (admins); no new SSH certificates for them."""
+    with connect() as client:
+        client.remove_member(email)
+    note(f"Removed {email} from org '{client.org}'.")

@@ -412,6 +412,18 @@ if [ $# -gt 0 ]; then
     exec /bin/sh -c "$*"
 fi
 if [ -n "${SSH_ORIGINAL_COMMAND:-}" ]; then
+    # An sftp session (scp, VS Code, sshfs) through the forced command arrives as the name of
+    # sshd's sftp subsystem; internal-sftp exists only inside sshd, so run the real server.
+    case $SSH_ORIGINAL_COMMAND in
+        internal-sftp | sftp | */sftp-server)
+            for server in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server \
+                /usr/lib/ssh/sftp-server /usr/libexec/sftp-server; do
+                if [ -x "$server" ]; then exec "$server"; fi
+            done
+            echo "no sftp-server on this node; use scp -O" >&2
+            exit 1
+            ;;
+    esac
     exec "${SHELL:-/bin/sh}" -c "$SSH_ORIGINAL_COMMAND"
 fi
 exec "${SHELL:-/bin/sh}" -l

@@ -24,6 +24,10 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # never learnt it.
 _UUID = re.compile(r"^([A-Za-z0-9][A-Za-z0-9/_.:-]{0,127})?$")
 INSTANCES = "instances"
+# sshd's AuthorizedPrincipalsFile on a node: which certificate principals may log in, and for
+# an instance's principal, the forced command that puts the session inside that instance.
+PRINCIPALS = "authorized_principals"
+_PRINCIPAL = re.compile(r"^brev-(i|n|plane)-[0-9a-f]{32}$")
 
 
 class InvalidAssignment(BrevError):
@@ -35,6 +39,8 @@ class Assignment:
     instance: str
     gpu_indices: tuple[int, ...]
     gpu_uuids: tuple[str, ...]
+    principal: str | None = None
+    active: bool = True
 
 
 def parse(raw: Mapping[str, Any]) -> Assignment:
@@ -52,7 +58,10 @@ def parse(raw: Mapping[str, Any]) -> Assignment:
     uuids = raw.get("gpu_uuids", [])
     if not isinstance(uuids, list) or not all(isinstance(u, str) and _UUID.match(u) for u in uuids):
         raise InvalidAssignment(f"{name}: gpu_uuids must be a list of GPU UUIDs")
-    return Assignment(name, tuple(indices), tuple(uuids))
+    principal = raw.get("principal")
+    if principal is not None and not (isinstance(principal, str) and _PRINCIPAL.match(principal)):
+        raise InvalidAssignment(f"{name}: not a brev SSH principal: {principal!r:.80}")
+    return Assignment(name, tuple(indices), tuple(uuids), principal, raw.get("active") is not False)
 
 
 def env_text(assignment: Assignment) -> str:
@@ -86,10 +95,18 @@ def present(node_home: Path) -> list[str]:
     return sorted(path.name for path in entries if _ours(path))
 
 
-def apply(node_home: Path, assignments: Sequence[Mapping[str, Any]]) -> bool:
-    """Make `<node_home>/instances` match `assignments` (the plane's whole list); True when
-    anything changed. Everything is checked before anything is touched."""
+def apply(
+    node_home: Path,
+    assignments: Sequence[Mapping[str, Any]],
+    node_principals: Sequence[str] = (),
+) -> bool:
+    """Make `<node_home>/instances` and the SSH principals file match `assignments` (the
+    plane's whole list); True when anything changed. Everything is checked before anything
+    is touched."""
     wanted = [parse(raw) for raw in assignments]
+    for principal in node_principals:
+        if not (isinstance(principal, str) and _PRINCIPAL.match(principal)):
+            raise InvalidAssignment(f"not a brev SSH principal: {principal!r:.80}")
     names = [a.instance for a in wanted]
     if len(set(names)) != len(names):
         raise InvalidAssignment(f"an instance is assigned twice: {sorted(names)}")
@@ -103,7 +120,32 @@ def apply(node_home: Path, assignments: Sequence[Mapping[str, Any]]) -> bool:
         if name not in names:
             shutil.rmtree(root / name)
             changed = True
+    changed |= _write_if_changed(
+        node_home / PRINCIPALS, principals_text(node_home, wanted, node_principals)
+    )
     return changed
+
+
+def principals_text(
+    node_home: Path, assignments: Sequence[Assignment], node_principals: Sequence[str]
+) -> str:
+    """sshd's AuthorizedPrincipalsFile: the node's own principals (org admins and the plane's
+    installs: a plain login), and each running instance's, forced into `brev-enter NAME` (its
+    directory, its GPUs). A stopped instance has no line: its certificate opens nothing until
+    it runs again."""
+    enter = node_home / "bin" / "brev-enter"
+    lines = [
+        "# Written by the brev agent from the plane's assignments; rewritten when they change."
+    ]
+    lines.extend(node_principals)
+    for a in assignments:
+        if a.principal and a.active:
+            # sshd runs it with the user's shell; a path with a double quote cannot be written.
+            command = f"{shlex.quote(str(enter))} {a.instance}"
+            if '"' in command:
+                raise InvalidAssignment(f"the node home {node_home} holds a double quote")
+            lines.append(f'command="{command}",no-agent-forwarding {a.principal}')
+    return "\n".join(lines) + "\n"
 
 
 def _ours(path: Path) -> bool:
@@ -118,14 +160,18 @@ def _ours(path: Path) -> bool:
 
 def _write_env(workdir: Path, text: str) -> bool:
     env = workdir / ".brev" / "env"
+    env.parent.mkdir(parents=True, exist_ok=True)
+    return _write_if_changed(env, text)
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
     try:
-        if env.read_text() == text:
+        if path.read_text() == text:
             return False
     except (FileNotFoundError, NotADirectoryError):
         pass
-    env.parent.mkdir(parents=True, exist_ok=True)
-    # Replaced in one step: `brev-enter` never sources half a file.
-    partial = env.with_name("env.partial")
+    # Replaced in one step: neither `brev-enter` nor sshd ever reads half a file.
+    partial = path.with_name(path.name + ".partial")
     partial.write_text(text)
-    partial.replace(env)
+    partial.replace(path)
     return True

@@ -32,6 +32,7 @@ from brev.server.routers import (
     offers,
     orgs,
     providers,
+    ssh,
     tokens,
 )
 from brev.server.secrets import SecretBox
@@ -87,6 +88,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         events.router,
         agents.router,
         nodes.router,
+        ssh.router,
     ):
         app.include_router(router, prefix=api.API_PREFIX)
     _add_error_handlers(app)

@@ -27,6 +27,8 @@ class ServerSettings:
     public_url: str | None = None
     node_report_interval: float = 10.0
     node_install_wait: float = 60.0
+    # Users' SSH certificates: short, so that losing the org loses access within this time.
+    ssh_certificate_hours: float = 12.0
 
     @classmethod
     def load(
@@ -48,6 +50,7 @@ class ServerSettings:
             public_url=os.environ.get("BREV_PUBLIC_URL") or None,
             node_report_interval=float(os.environ.get("BREV_NODE_REPORT_INTERVAL", "10")),
             node_install_wait=float(os.environ.get("BREV_NODE_INSTALL_WAIT", "60")),
+            ssh_certificate_hours=float(os.environ.get("BREV_SSH_CERTIFICATE_HOURS", "12")),
         )
 
     @property

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from brev import api
-from brev.server.deps import Caller, DbSession, InOrg, UntiedInOrg
+from brev.server.deps import DbSession, InOrg, UntiedInOrg
 from brev.server.services import node_install, nodes, ssh_ca
 
 router = APIRouter(tags=["nodes"])
@@ -53,7 +53,7 @@ def register_node(
         facts=body.facts,
         host_keys=body.host_keys,
         price_per_hour=body.price_per_hour,
-        ssh=None,
+        ssh=(body.ssh_host, body.ssh_port, body.ssh_user) if body.ssh_host else None,
     )
     return api.NodeRegistered(
         node=nodes.get_detail(session, ctx, node.name),
@@ -69,9 +69,3 @@ def remove_node(session: DbSession, ctx: InOrg, name: str, force: bool = False) 
     """Refused while instances live on it, unless `force` (which deletes them). The agent
     uninstalls itself at its next report."""
     return nodes.remove(session, ctx, name, force=force)
-
-
-@router.get("/ssh/ca")
-def ssh_ca_key(request: Request, session: DbSession, _: Caller) -> api.SshCa:
-    """The CA's public key: boxes that trust it (sshd's TrustedUserCAKeys) let brev in."""
-    return api.SshCa(public_key=ssh_ca.public_key(session, request.app.state.secret_box))

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from brev import api
 from brev.server.deps import Caller, DbSession, InOrg
@@ -37,3 +37,9 @@ def list_members(session: DbSession, ctx: InOrg) -> list[api.Member]:
 @router.post("/orgs/{org}/members", status_code=201)
 def add_member(session: DbSession, ctx: InOrg, body: api.MemberAdd) -> api.MemberAdded:
     return orgs.add_member(session, ctx, body)
+
+
+@router.delete("/orgs/{org}/members/{email}", status_code=204)
+def remove_member(session: DbSession, ctx: InOrg, email: str) -> Response:
+    orgs.remove_member(session, ctx, email)
+    return Response(status_code=204)

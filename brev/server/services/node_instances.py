@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from brev import api
 from brev.api import InstanceStatus as S
 from brev.server.db.models import Instance, Node, utcnow
-from brev.server.services import events, scheduler
+from brev.server.services import events, scheduler, ssh_access
 
 
 def node_named(session: Session, org_id: str, name: str) -> Node | None:
@@ -98,6 +98,8 @@ def assignments(session: Session, node: Node) -> list[api.Assignment]:
                 instance=instance.name,
                 gpu_indices=[g.gpu_index for g in gpus],
                 gpu_uuids=[g.gpu_uuid or "" for g in gpus],
+                principal=ssh_access.instance_principal(instance.id),
+                active=instance.status != S.STOPPED,
             )
         )
     return result

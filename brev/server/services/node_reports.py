@@ -9,7 +9,15 @@ from brev import api
 from brev.server.auth import Principal
 from brev.server.db.models import Instance, Node, utcnow
 from brev.server.errors import NodeRemoved, NotFound
-from brev.server.services import agents, events, gpu_metrics, node_instances, scheduler
+from brev.server.services import (
+    agents,
+    events,
+    gpu_metrics,
+    node_instances,
+    scheduler,
+    ssh_access,
+    ssh_ca,
+)
 
 
 def accept(session: Session, agent: Principal, body: api.AgentReports) -> api.AgentReportsAccepted:
@@ -32,6 +40,7 @@ def accept(session: Session, agent: Principal, body: api.AgentReports) -> api.Ag
         accepted=accepted,
         last_seq=node.last_report_seq,
         assignments=node_instances.assignments(session, node),
+        node_principals=[ssh_access.node_principal(node.id), ssh_ca.install_principal(session)],
     )
 
 

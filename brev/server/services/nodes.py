@@ -91,7 +91,7 @@ def create_row(
     facts: dict[str, Any],
     host_keys: list[str],
     price_per_hour: float | None,
-    ssh: tuple[str, int, str] | None,
+    ssh: tuple[str, int, str | None] | None,
 ) -> tuple[Node, str]:
     """The node (installing: no report yet) and its agent token's secret."""
     if node_instances.node_named(session, ctx.org.id, name) is not None:

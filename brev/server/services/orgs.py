@@ -9,7 +9,7 @@ from brev import api
 from brev.api import Role
 from brev.server.auth import Principal
 from brev.server.db.models import Membership, Org, User
-from brev.server.errors import Conflict, Forbidden
+from brev.server.errors import Conflict, Forbidden, NotFound
 from brev.server.services import events, tokens
 from brev.server.services.scope import OrgContext
 
@@ -114,3 +114,31 @@ def add_member(session: Session, ctx: OrgContext, body: api.MemberAdd) -> api.Me
         email=user.email, name=user.name, role=body.role, joined_at=membership.created_at
     )
     return api.MemberAdded(member=member, login_token=login_token)
+
+
+def remove_member(session: Session, ctx: OrgContext, email: str) -> None:
+    """Take a person out of the org: their tokens stop acting in it, and the plane signs them
+    no more SSH certificates for its machines (the ones they hold end within hours)."""
+    ctx.require_admin("removing members")
+    user = session.scalar(select(User).where(User.email == email.lower()))
+    membership = session.get(Membership, (user.id, ctx.org.id)) if user else None
+    if user is None or membership is None:
+        raise NotFound(f"{email} is not a member of '{ctx.org.name}'")
+    if membership.role == Role.ADMIN:
+        admins = session.scalar(
+            select(func.count())
+            .select_from(Membership)
+            .where(Membership.org_id == ctx.org.id, Membership.role == Role.ADMIN)
+        )
+        if admins == 1:
+            raise Conflict(f"{email} is the last admin of '{ctx.org.name}'; make another first")
+    session.delete(membership)
+    events.record(
+        session,
+        org_id=ctx.org.id,
+        actor_id=ctx.principal.user_id,
+        action="member.remove",
+        object_type="user",
+        object_id=user.id,
+        object_name=user.email,
+    )

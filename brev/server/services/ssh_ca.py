@@ -37,9 +37,16 @@ def public_key(session: Session, box: SecretBox) -> str:
     return ca.public_key_line(private_key(session, box), "brev-ca")
 
 
+def install_principal(session: Session) -> str:
+    """The principal of the plane's own certificates: a box whose sshd lists principals
+    (AuthorizedPrincipalsFile) lets the plane in for an install when it lists this one."""
+    return f"brev-plane-{session.scalar(select(Plane.id).limit(1))}"
+
+
 def plane_login(session: Session, box: SecretBox, principal: str) -> tuple[str, str]:
     """A fresh key and a short certificate for it, for the plane to log in as `principal` on
-    a box that trusts the CA: (private key PEM, certificate line)."""
+    a box that trusts the CA: (private key PEM, certificate line). Its principals are the
+    login (sshd without a principals file requires it) and the plane's install principal."""
     from brev.ssh import ca
 
     key = ca.new_private_key()
@@ -47,7 +54,7 @@ def plane_login(session: Session, box: SecretBox, principal: str) -> tuple[str, 
         private_key(session, box),
         ca.public_key_line(key),
         key_id="brev-plane",
-        principals=[principal],
+        principals=[principal, install_principal(session)],
         valid_for=PLANE_CERTIFICATE_LIFETIME,
     )
     return key, certificate
