@@ -6,7 +6,6 @@ Config keys: `access_key_id`, `secret_access_key`, optional `session_token`, opt
 
 from __future__ import annotations
 
-import base64
 import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -160,7 +159,9 @@ class AwsProvider:
             "SecurityGroupIds": [
                 self._cached(self._security_groups, region, self._ssh_security_group)
             ],
-            "UserData": base64.b64encode(user_data(spec).encode()).decode(),
+            # The script itself: botocore base64-encodes RunInstances' UserData on its own, and
+            # encoding it here too would boot the machine with base64 text for a script.
+            "UserData": user_data(spec),
             "BlockDeviceMappings": [
                 {
                     "DeviceName": "/dev/sda1",
@@ -334,14 +335,5 @@ class AwsProvider:
 
 
 def user_data(spec: InstanceSpec) -> str:
-    """The first-boot script. The agent install and the SSH CA trust arrive with their issues;
-    this is where they hook in."""
-    lines = [
-        "#!/bin/bash",
-        "set -euo pipefail",
-        f"# brev instance {spec.instance_id} ({spec.name}) of org {spec.org}",
-        "# brev: install the agent and trust the control plane's SSH CA (added with those issues)",
-    ]
-    if spec.startup_script:
-        lines += ["# user's startup script", spec.startup_script]
-    return "\n".join(lines) + "\n"
+    """The first-boot script (cloud-init runs it once, as root)."""
+    return spec.user_script()

@@ -63,6 +63,17 @@ class InstanceSpec:
     image: str | None = None
     startup_script: str | None = None
     ssh_public_keys: tuple[str, ...] = ()
+    # The plane's first-boot script (SSH CA trust, the agent), run before the user's.
+    boot_script: str | None = None
+
+    def user_script(self) -> str:
+        """What the machine runs at first boot, as root: the plane's part, then the user's."""
+        parts = ["#!/bin/bash", f"# brev instance {self.instance_id} ({self.name}) of {self.org}"]
+        if self.boot_script:
+            parts.append(self.boot_script)
+        if self.startup_script:
+            parts += ["# the user's startup script", self.startup_script]
+        return "\n".join(parts) + "\n"
 
 
 @dataclass(frozen=True)

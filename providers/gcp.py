@@ -52,11 +52,6 @@ _DLVM_FAMILIES = "projects/deeplearning-platform-release/global/images/family/"
 # A Deep Learning VM image: NVIDIA driver and CUDA preinstalled, so a GPU works at first boot.
 DEFAULT_IMAGE = _DLVM_FAMILIES + "common-cu128-ubuntu-2204-nvidia-570"
 SSH_USER = "ubuntu"  # the login the guest agent creates for `ssh-keys` on Ubuntu images
-PLACEHOLDER_STARTUP_SCRIPT = """#!/bin/bash
-# brev: the agent install and the SSH CA trust (TrustedUserCAKeys) go here.
-true
-"""
-
 # These families carry their GPUs in the machine type; adding guestAccelerators is an error.
 _BUILT_IN_GPU_FAMILIES = frozenset({"a2", "a3", "a4", "a4x", "g2", "g4"})
 # Newer machine types boot from Hyperdisk only; the rest take pd-balanced.
@@ -334,8 +329,8 @@ def _instance_resource(
         image = _DLVM_FAMILIES + image  # a bare name is a Deep Learning VM image family
     hyperdisk = placement.instance_type.startswith(_HYPERDISK_ONLY)
     disk_type = "hyperdisk-balanced" if hyperdisk else "pd-balanced"
-    script = spec.startup_script or PLACEHOLDER_STARTUP_SCRIPT
-    items = [{"key": "startup-script", "value": script}]
+    # GCP runs it at every boot: the plane's part is idempotent (brev.server.services.first_boot).
+    items = [{"key": "startup-script", "value": spec.user_script()}]
     if spec.ssh_public_keys:
         keys = "\n".join(f"{SSH_USER}:{key.strip()}" for key in spec.ssh_public_keys)
         items.append({"key": "ssh-keys", "value": keys})

@@ -27,7 +27,6 @@ from brev.providers.base import (
     Transient,
 )
 from brev.providers.gcp import (
-    PLACEHOLDER_STARTUP_SCRIPT,
     GcpProvider,
     instance_name,
     label_value,
@@ -117,7 +116,8 @@ def test_create_sends_labels_spot_metadata_and_no_accelerators_for_a2(
     assert disk["initializeParams"]["diskSizeGb"] == "200"  # int64 travels as a JSON string
     assert "deeplearning-platform-release" in disk["initializeParams"]["sourceImage"]
     items = {i["key"]: i["value"] for i in body["metadata"]["items"]}
-    assert items["startup-script"] == PLACEHOLDER_STARTUP_SCRIPT
+    assert items["startup-script"] == wanted.user_script()
+    assert items["startup-script"].startswith("#!/bin/bash\n")
     assert items["ssh-keys"] == f"ubuntu:{KEY}"
 
     assert machine.ref == ProviderRef("gcp", "us-central1", ZONE, body["name"])
@@ -142,7 +142,9 @@ def test_n1_gets_explicit_accelerators_and_the_given_script_and_image(
     assert body["scheduling"]["onHostMaintenance"] == "TERMINATE"
     assert "provisioningModel" not in body["scheduling"]
     assert body["disks"][0]["initializeParams"]["sourceImage"] == wanted.image
-    assert body["metadata"]["items"] == [{"key": "startup-script", "value": "echo hi"}]
+    [item] = body["metadata"]["items"]
+    assert item["key"] == "startup-script" and item["value"] == wanted.user_script()
+    assert item["value"].endswith("# the user's startup script\necho hi\n")
 
 
 def test_the_same_key_twice_makes_one_instance(fake: FakeCompute, provider: GcpProvider) -> None:

@@ -75,6 +75,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         lease=timedelta(seconds=settings.reconcile_lease),
         timing=Timing(poll=timedelta(seconds=settings.reconcile_poll)),
         sweep_every=timedelta(seconds=settings.sweep_interval),
+        public_url=settings.public_url,
     )
 
     app.include_router(meta.router)

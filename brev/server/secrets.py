@@ -25,6 +25,7 @@ class SecretBox:
     def __init__(self, key: bytes) -> None:
         try:
             self._fernet = Fernet(key)
+            self._key = key
         except ValueError:
             raise SecretBoxError(
                 "BREV_SECRET_KEY is not a valid key: make one with "
@@ -41,6 +42,12 @@ class SecretBox:
         if not path.exists():
             write_private_file(path, Fernet.generate_key().decode() + "\n")
         return cls(path.read_text().strip().encode())
+
+    def derivation_key(self) -> bytes:
+        """A key for HMACs (derived secrets), apart from the encryption key itself."""
+        import hashlib
+
+        return hashlib.sha256(b"brev-derivation:" + self._key).digest()
 
     def seal(self, data: dict[str, Any]) -> str:
         return self._fernet.encrypt(json.dumps(data).encode()).decode()

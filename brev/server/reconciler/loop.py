@@ -17,13 +17,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from brev.api import InstanceStatus as S
 from brev.providers.base import Provider
 from brev.server.db.engine import transaction
 from brev.server.db.models import Instance, Org, Plane, utcnow
 from brev.server.reconciler import autostop, claims, health, retention, sweep
 from brev.server.reconciler.steps import Change, Recorder, Snapshot, Timing, step
 from brev.server.secrets import SecretBox
-from brev.server.services import events, provider_configs
+from brev.server.services import events, first_boot, provider_configs
 
 log = logging.getLogger("brev.reconciler")
 
@@ -42,6 +43,7 @@ class Reconciler:
         workers: int = 16,
         timing: Timing | None = None,
         sweep_every: timedelta = timedelta(minutes=5),
+        public_url: str | None = None,
     ) -> None:
         self.owner = f"reconciler-{uuid.uuid4().hex[:12]}"
         self._sessions = sessions
@@ -51,6 +53,7 @@ class Reconciler:
         self._lease = lease
         self._timing = timing or Timing()
         self._sweep_every = sweep_every
+        self._public_url = public_url
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self._workers = workers
         self._stop = threading.Event()
@@ -147,12 +150,16 @@ class Reconciler:
                 self._in_flight.discard(instance_id)
 
     def _step(self, instance_id: str) -> None:
-        with self._sessions() as session:
+        with transaction(self._sessions) as session:
             row = session.get(Instance, instance_id)
             if row is None or row.lease_owner != self.owner:
                 return
             org_name = session.get_one(Org, row.org_id).name
-            snapshot = Snapshot.of(row, org_name, self.plane_id)
+            boot = None
+            if row.status in (S.PENDING, S.PROVISIONING) and row.desired_status != S.DELETED:
+                # May add the instance's first-boot agent token: hence a transaction.
+                boot = first_boot.script(session, row, self._box, self._public_url)
+            snapshot = Snapshot.of(row, org_name, self.plane_id, boot)
 
         def write(change: Change) -> None:
             with transaction(self._sessions) as session:

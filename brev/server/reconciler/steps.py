@@ -64,9 +64,12 @@ class Snapshot:
     disk_gb: int
     image: str | None
     startup_script: str | None
+    boot_script: str | None = None  # the plane's first-boot part (brev...first_boot)
 
     @classmethod
-    def of(cls, row: Instance, org_name: str, plane_id: str) -> Snapshot:
+    def of(
+        cls, row: Instance, org_name: str, plane_id: str, boot_script: str | None = None
+    ) -> Snapshot:
         return cls(
             id=row.id,
             org_id=row.org_id,
@@ -86,6 +89,7 @@ class Snapshot:
             disk_gb=row.disk_gb or 200,
             image=row.image,
             startup_script=row.startup_script,
+            boot_script=boot_script,
         )
 
     @property
@@ -178,6 +182,7 @@ def provision(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: 
         disk_gb=snap.disk_gb,
         image=snap.image,
         startup_script=snap.startup_script,
+        boot_script=snap.boot_script,
     )
     target = Placement(
         instance_type=placement["instance_type"],

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from brev import api
 from brev.server.deps import Agent, DbSession, InOrg
@@ -13,6 +13,19 @@ router = APIRouter(tags=["agents"])
 def issue_agent_token(session: DbSession, ctx: InOrg, name: str) -> api.AgentToken:
     """A token the instance's agent reports with; it can do nothing else."""
     return agents.issue_token(session, ctx, name)
+
+
+@router.get("/agent/wheel", response_class=Response)
+def agent_wheel(_: Agent) -> Response:
+    """This plane's brev as a wheel, for a first boot to install the agent from (no PyPI)."""
+    from brev.node.wheel import build_wheel
+
+    name, wheel = build_wheel()
+    return Response(
+        wheel,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @router.post("/agent/reports")

@@ -78,12 +78,25 @@ def _record_faults(session: Session, instance: Instance, report: dict[str, Any])
 def _mark_alive(
     session: Session, instance: Instance, newest: dict[str, Any], interval_s: float
 ) -> None:
+    _pin_host_keys(instance, newest)
     instance.idle_since = _idle_since(instance, newest)
     instance.last_heartbeat_at = utcnow()
     instance.report_interval_seconds = interval_s
     if instance.health == api.Health.UNHEALTHY:
         events.about_instance(session, instance, "instance.healthy", {"reason": "reports resumed"})
     instance.health = api.Health.HEALTHY
+
+
+def _pin_host_keys(instance: Instance, report: dict[str, Any]) -> None:
+    """A cloud instance's SSH host keys, from its agent's first report that has them: the
+    agent's token proves the machine, so this first contact is authenticated (no trust on
+    first use). Pinned once; `brev shell` and `ssh` refuse any other key from then on."""
+    if instance.host_keys or instance.node_id is not None:
+        return
+    host = report.get("host")
+    keys = host.get("ssh_host_keys") if isinstance(host, dict) else None
+    if isinstance(keys, list) and keys and all(isinstance(k, str) for k in keys):
+        instance.host_keys = "\n".join(k.strip() for k in keys[:16])
 
 
 # Autostop counts a GPU as idle under this utilization (percent).
