@@ -3,8 +3,8 @@
 Starts a control plane on SQLite in a temporary BREV_HOME, logs the CLI in, creates an org and
 a CI token, adds AWS credentials, searches offers, creates an A100 instance, lists it as a CI
 job would, deletes it, registers this machine as a node (through a private sshd on a loopback
-port that trusts the plane's SSH CA) and runs an instance on it, prints the dashboard URL, and
-shuts everything down. Each step is the real `brev` command, shown as you would type it. The
+port that trusts the plane's SSH CA), runs an instance on it and a command inside that
+instance with `brev exec`, prints the dashboard URL, and shuts everything down. Each step is the real `brev` command, shown as you would type it. The
 AWS account is moto's EC2 server (a local stand-in that speaks the EC2 API), so the demo needs
 no cloud account and costs nothing.
 """
@@ -221,10 +221,10 @@ def register_this_machine(demo: Demo, url: str, admin_token: str, workdir: Path)
         f"{url}/api/v1/ssh/ca", headers={"Authorization": f"Bearer {admin_token}"}
     )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-        ca_key = json.load(response)["public_key"]
+        ca = json.load(response)
     box = workdir / "sshd"
     box.mkdir()
-    sshd = start_sshd(box, ca_key)
+    sshd = start_sshd(box, ca["public_key"], ca["install_principal"])
     try:
         user = getpass.getuser()
         demo.brev("nodes", "add", "this-machine", f"{user}@127.0.0.1:{sshd.port}", "--yes")
@@ -232,6 +232,13 @@ def register_this_machine(demo: Demo, url: str, admin_token: str, workdir: Path)
         gpu = "any" if shutil.which("nvidia-smi") else "cpu"
         demo.brev("create", gpu, "--name", "on-my-box", "--node", "this-machine")
         demo.brev("ls")
+        demo.step("Run a command inside it: the user's own ssh, a certificate from the plane")
+        inside = ["nvidia-smi"] if gpu != "cpu" else ["uname", "-a"]
+        demo.brev("exec", "on-my-box", "--", *inside)
+        demo.brev(
+            "exec", "on-my-box", "--", "echo CUDA_VISIBLE_DEVICES=[$CUDA_VISIBLE_DEVICES] in $PWD"
+        )
+        print("Next, try:  brev shell on-my-box   |   brev jupyter on-my-box")
         demo.brev("delete", "on-my-box", "-y")
         demo.brev("nodes", "rm", "this-machine")
         deadline = time.monotonic() + 30
@@ -247,17 +254,22 @@ class Sshd:
         self.process, self.port = process, port
 
 
-def start_sshd(box: Path, ca_key: str) -> Sshd:
-    """sshd on 127.0.0.1, its own host key, trusting only certificates from the plane's CA;
-    the agent it installs goes to box/node (BREV_NODE_HOME), not to the real home."""
+def start_sshd(box: Path, ca_key: str, install_principal: str) -> Sshd:
+    """sshd on 127.0.0.1, its own host key, trusting only certificates from the plane's CA
+    whose principal the node's agent lists (each instance's enters it; the plane's own lets it
+    install the agent, so the demo lists that one up front); the agent goes to box/node
+    (BREV_NODE_HOME), not to the real home."""
     port = free_port()
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(box / "hostkey")], check=True
     )
     (box / "ca.pub").write_text(ca_key + "\n")
+    (box / "node").mkdir()
+    (box / "node" / "authorized_principals").write_text(install_principal + "\n")
     (box / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {box / 'hostkey'}\n"
         f"PidFile {box / 'sshd.pid'}\nTrustedUserCAKeys {box / 'ca.pub'}\n"
+        f"AuthorizedPrincipalsFile {box / 'node' / 'authorized_principals'}\n"
         "AuthorizedKeysFile none\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "UsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\n"
         f"SetEnv BREV_NODE_HOME={box / 'node'}\n"

@@ -284,7 +284,9 @@ if [ ! -f "$MARKER" ]; then
     for entry in "$NODE_HOME"/* "$NODE_HOME"/.[!.]* "$NODE_HOME"/..?*; do
         [ -e "$entry" ] || [ -L "$entry" ] || continue
         case ${entry##*/} in
-            agent.token | brev-*.whl) ;;
+            # authorized_principals: sshd's list, which a box's setup may seed (with the
+            # plane's install principal) before the first install.
+            agent.token | brev-*.whl | authorized_principals) ;;
             *) fail "refusing to install into $NODE_HOME: it holds ${entry##*/}," \
                 "which is not brev's (use an empty directory as BREV_NODE_HOME)" ;;
         esac
