@@ -1,12 +1,13 @@
 """One report of this host: GPUs through NVML when `nvidia-ml-py` is importable, else through
-`nvidia-smi`; a host with neither driver nor GPUs reports as a CPU host."""
+`nvidia-smi`; a host with neither driver nor GPUs reports as a CPU host. Each GPU carries the
+XID errors seen since the previous report (`brev.agent.xid`, kept for the process's life)."""
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
 
-from brev.agent import nvidia_smi
+from brev.agent import nvidia_smi, xid
 from brev.agent.host import meminfo, read_host
 from brev.agent.report import AgentReport, GpuSample
 
@@ -33,12 +34,18 @@ def collect(prefer_nvml: bool = True) -> AgentReport:
             source = "nvidia-smi"
         except nvidia_smi.NoDriver as error:
             problems.append(f"no NVIDIA driver: {error}")
+    gpus = [_with_unified_memory(g) for g in gpus]
+    try:
+        gpus, notes = xid.watcher().collect(gpus, nvml_works=source == "nvml")
+        problems += notes
+    except Exception as error:  # a report without XIDs beats none
+        problems.append(f"XID: {error}")
     return AgentReport(
         collected_at=datetime.now(UTC).isoformat(),
         source=source,
         driver_version=driver,
         cuda_version=cuda,
-        gpus=[_with_unified_memory(g) for g in gpus],
+        gpus=gpus,
         host=host,
         problems=problems,
     )

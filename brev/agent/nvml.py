@@ -2,10 +2,12 @@
 
 Importing this module raises ImportError where nvidia-ml-py is not installed; the collector
 then uses nvidia-smi. A value NVML does not support on a GPU is None, as with nvidia-smi.
+`XidEvents` watches the GPUs' XID errors for `brev.agent.xid`.
 """
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -89,3 +91,71 @@ def _sample(index: int) -> GpuSample:
             for p in processes
         ],
     )
+
+
+def _handle_key(handle: Any) -> Any:
+    """Something equal for two handles of one GPU: a ctypes pointer's address (an event's
+    `device` is a new pointer object to the same device), else the handle itself."""
+    if isinstance(handle, ctypes._Pointer | ctypes.c_void_p):
+        return ctypes.cast(handle, ctypes.c_void_p).value
+    return handle
+
+
+class XidEvents:
+    """One NVML event set for the agent's life, registered for XID errors on every GPU that
+    accepts it. It holds an NVML reference of its own, so that read_gpus' init and shutdown
+    around each sample leave the set valid. Raises NVMLError when NVML cannot make the set."""
+
+    def __init__(self) -> None:
+        pynvml.nvmlInit()
+        self._open = True
+        self._set: Any = None
+        self.uuids: dict[Any, str] = {}  # handle key -> UUID, for the GPUs registered
+        self.refused: list[str] = []  # in words, the GPUs that would not register
+        try:
+            self._set = pynvml.nvmlEventSetCreate()
+            for index in range(pynvml.nvmlDeviceGetCount()):
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                uuid = _text(pynvml.nvmlDeviceGetUUID(handle))
+                try:
+                    pynvml.nvmlDeviceRegisterEvents(
+                        handle, pynvml.nvmlEventTypeXidCriticalError, self._set
+                    )
+                except pynvml.NVMLError as error:  # NOT_SUPPORTED: some GPUs, vGPUs, MIG
+                    self.refused.append(f"GPU {index} ({uuid}) has no XID events in NVML: {error}")
+                    continue
+                self.uuids[_handle_key(handle)] = uuid
+        except BaseException:
+            self.close()
+            raise
+
+    def drain(self, limit: int) -> tuple[list[tuple[str | None, int]], str | None]:
+        """(UUID, XID) of each event waiting, without waiting for more (timeout 0 ms), and what
+        stopped the drain other than there being no more. The UUID is None for an event of a
+        GPU that cannot be named (lost before it registered)."""
+        events: list[tuple[str | None, int]] = []
+        for _ in range(limit):
+            try:
+                data = pynvml.nvmlEventSetWait(self._set, 0)
+            except pynvml.NVMLError as error:
+                if getattr(error, "value", None) == pynvml.NVML_ERROR_TIMEOUT:
+                    return events, None  # no more events
+                return events, str(error)  # e.g. GPU is lost: the next collection tries again
+            if not int(data.eventType) & pynvml.nvmlEventTypeXidCriticalError:
+                continue
+            events.append((self._uuid_of(data.device), int(data.eventData)))
+        return events, None
+
+    def _uuid_of(self, handle: Any) -> str | None:
+        uuid = self.uuids.get(_handle_key(handle))
+        if uuid is None:  # a GPU that fell off the bus may not answer this
+            uuid = _maybe(lambda: _text(pynvml.nvmlDeviceGetUUID(handle)))
+        return uuid
+
+    def close(self) -> None:
+        if self._set is not None:
+            _maybe(lambda: pynvml.nvmlEventSetFree(self._set))
+            self._set = None
+        if self._open:
+            self._open = False
+            _maybe(pynvml.nvmlShutdown)

@@ -14,6 +14,15 @@ class GpuProcess:
 
 
 @dataclass(frozen=True)
+class XidError:
+    """A GPU fault the NVIDIA driver logged (an Xid), seen since the previous report."""
+
+    xid: int
+    message: str | None  # the kernel log's text after the number; NVML events carry none
+    at: str  # ISO 8601, UTC: the kernel log's time, or when NVML handed the event over
+
+
+@dataclass(frozen=True)
 class GpuSample:
     index: int
     uuid: str
@@ -32,6 +41,8 @@ class GpuSample:
     mig_mode: str | None
     ecc_uncorrected: float | None = None  # volatile count since the driver loaded
     processes: list[GpuProcess] = field(default_factory=list)
+    # Xids since the previous report, oldest first, at most brev.agent.xid.MAX_PER_GPU.
+    xid_errors: list[XidError] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ def record_report(
 def _record_faults(session: Session, instance: Instance, report: dict[str, Any]) -> None:
     _record_vanished_gpus(session, instance, report)
     _record_ecc_errors(session, instance, report)
+    _record_xid_errors(session, instance, report)
 
 
 def _mark_alive(
@@ -145,6 +146,56 @@ def _record_ecc_errors(session: Session, instance: Instance, report: dict[str, A
         if count > previous:
             details = {"uuid": uuid, "name": name, "total": count, "new": count - previous}
             events.about_instance(session, instance, "gpu.ecc_errors", details)
+
+
+def _record_xid_errors(session: Session, instance: Instance, report: dict[str, Any]) -> None:
+    """A `gpu.xid` event for each XID the driver logged since the agent's previous report. Each
+    report is recorded once (a re-sent seq is dropped), so no XID is counted twice."""
+    # NVIDIA's names for the XIDs most often seen on data-center GPUs (docs.nvidia.com/deploy/
+    # xid-errors); 999 is NVML's for an XID it does not know.
+    meanings = {
+        13: "graphics engine exception",
+        31: "GPU memory page fault",
+        32: "invalid or corrupted push buffer stream",
+        43: "GPU stopped processing",
+        45: "preemptive cleanup, due to previous errors",
+        48: "double-bit ECC error",
+        61: "internal micro-controller breakpoint/warning",
+        62: "internal micro-controller halt",
+        63: "ECC page retirement or row remapping recording event",
+        64: "ECC page retirement or row remapper recording failure",
+        69: "graphics engine class error",
+        74: "NVLink error",
+        79: "GPU has fallen off the bus",
+        92: "high single-bit ECC error rate",
+        94: "contained ECC error",
+        95: "uncontained ECC error",
+        119: "GSP RPC timeout",
+        120: "GSP error",
+        999: "an XID that NVML does not know",
+    }
+    gpus = report.get("gpus")
+    if not isinstance(gpus, list):
+        return
+    for gpu in gpus[:64]:
+        errors = gpu.get("xid_errors") if isinstance(gpu, dict) else None
+        if not isinstance(errors, list):
+            continue
+        uuid, name = gpu.get("uuid"), gpu.get("name")
+        for error in errors[:50]:  # what one agent report holds at most
+            xid = error.get("xid") if isinstance(error, dict) else None
+            if not isinstance(xid, int) or isinstance(xid, bool):
+                continue
+            message, at = error.get("message"), error.get("at")
+            details = {
+                "uuid": str(uuid) if uuid else None,
+                "name": str(name) if name else "GPU",
+                "xid": xid,
+                "message": message[:300] if isinstance(message, str) else None,
+                "meaning": meanings.get(xid),
+                "at": at[:40] if isinstance(at, str) else None,
+            }
+            events.about_instance(session, instance, "gpu.xid", details)
 
 
 def _ecc_counts(report: dict[str, Any]) -> dict[str, tuple[str, float]]:
