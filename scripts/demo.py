@@ -4,9 +4,9 @@ Starts a control plane on SQLite in a temporary BREV_HOME, logs the CLI in, crea
 a CI token, adds AWS credentials, searches offers, creates an A100 instance, lists it as a CI
 job would, deletes it, registers this machine as a node (through a private sshd on a loopback
 port that trusts the plane's SSH CA), runs an instance on it and a command inside that
-instance with `brev exec`, prints the dashboard URL, and shuts everything down. Each step is the real `brev` command, shown as you would type it. The
-AWS account is moto's EC2 server (a local stand-in that speaks the EC2 API), so the demo needs
-no cloud account and costs nothing.
+instance with `brev exec`, prints the dashboard URL, and shuts everything down. Each step is
+the real `brev` command, shown as you would type it. The AWS account is moto's EC2 server (a
+local stand-in that speaks the EC2 API), so the demo needs no cloud account and costs nothing.
 """
 
 from __future__ import annotations

@@ -315,7 +315,28 @@ def test_a_bad_assignment_changes_nothing(tmp_path: Path, bad: Any) -> None:
     with pytest.raises(workdirs.InvalidAssignment):
         workdirs.apply(tmp_path, [_assign("gpu-a", 0), bad])
     assert workdirs.present(tmp_path) == ["gpu-a"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["instances"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["authorized_principals", "instances"]
+
+
+def test_the_principals_file_lists_running_instances_with_their_forced_command(
+    tmp_path: Path,
+) -> None:
+    """sshd's AuthorizedPrincipalsFile: the node's own principals as plain logins, each
+    running instance's forced into `brev-enter NAME`, a stopped one not at all."""
+    running = {**_assign("gpu-a", 0), "principal": "brev-i-" + "a" * 32}
+    stopped = {**_assign("gpu-b", 1), "principal": "brev-i-" + "b" * 32, "active": False}
+    assert workdirs.apply(tmp_path, [running, stopped], ["brev-n-" + "c" * 32])
+    lines = (tmp_path / "authorized_principals").read_text().splitlines()
+    enter = tmp_path / "bin" / "brev-enter"
+    assert lines[1:] == [
+        "brev-n-" + "c" * 32,
+        f'command="{enter} gpu-a",no-agent-forwarding brev-i-' + "a" * 32,
+    ]
+    assert not workdirs.apply(tmp_path, [running, stopped], ["brev-n-" + "c" * 32])  # unchanged
+    with pytest.raises(workdirs.InvalidAssignment):
+        workdirs.apply(tmp_path, [{**running, "principal": "root"}])
+    with pytest.raises(workdirs.InvalidAssignment):
+        workdirs.apply(tmp_path, [running], ["root\ncommand=evil"])
 
 
 def test_a_removed_node_home_is_not_made_again(tmp_path: Path) -> None:
