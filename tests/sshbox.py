@@ -168,6 +168,8 @@ class SshBox:
         environment = {
             "PATH": f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin",
             "BREV_NODE_HOME": str(self.node_home),
+            # Where a root install writes sshd's CA trust: the box's own sshd_config is fixed.
+            "BREV_SSHD_CONFIG_DIR": str(self.root / "etc-ssh"),
             "HOME": str(self.home),
         }
         lines = [

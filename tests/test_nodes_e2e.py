@@ -104,6 +104,10 @@ def test_add_three_boxes_schedule_and_see_only_own_gpus(
     big = client.node("big")
     assert big.gpus[0].model == "H200" and big.driver_version and big.cuda_version
     assert big.host_keys == [two.host_key]
+    # logged in as root, the install also set up sshd for users' certificates
+    dropin = (two.root / "etc-ssh" / "sshd_config.d" / "brev.conf").read_text()
+    assert f"AuthorizedPrincipalsFile {two.node_home / 'authorized_principals'}" in dropin
+    assert any(e.action == "node.ssh_ca" and e.details["trusted"] for e in big.events)
     listing = ok(brev("nodes", "ls", env=env_of(server))).stdout
     assert "big" in listing and "2 x H200 (2 free)" in listing and "no GPU" in listing
     # the agent's token is in a 0600 file, never on a command line

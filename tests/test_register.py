@@ -57,12 +57,13 @@ def test_register_installs_here_and_trusts_the_ca(
     result = ok(brev("register", "--name", "my-spark", "--json", env=env, timeout=120))
     node = api.NodeDetail.model_validate_json(result.stdout)
     assert node.status == api.NodeStatus.ONLINE and len(node.gpus) == 2
-    assert node.ssh_host is None  # nobody logs in from outside to install
+    assert node.ssh_host and node.ssh_port == 22  # where users will log in; nobody did to install
     with BrevClient(server.url, server.admin_token, org="default") as client:
         ca_key = client.ssh_ca().public_key
         assert (ssh_dir / "brev_user_ca.pub").read_text().strip() == ca_key
         dropin = (ssh_dir / "sshd_config.d" / "brev.conf").read_text()
         assert f"TrustedUserCAKeys {ssh_dir / 'brev_user_ca.pub'}" in dropin
+        assert f"AuthorizedPrincipalsFile {node_home / 'authorized_principals'}" in dropin
         # the node works like one added over SSH
         ok(brev("create", "h200", "--name", "here", "--timeout", "60s", env=env))
         assert (node_home / "instances" / "here" / ".brev" / "env").exists()
@@ -104,8 +105,8 @@ def test_not_root_is_told_plainly_what_to_run(
 ) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setenv("BREV_SSHD_CONFIG_DIR", str(tmp_path))
-    register_cli._trust_ca("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB brev-ca")
+    register_cli._trust_ca("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB brev-ca", tmp_path / "node")
     said = capsys.readouterr().err
     assert "Not root: sshd was not told to trust the plane's SSH CA" in said
-    assert "TrustedUserCAKeys" in said
+    assert "TrustedUserCAKeys" in said and "AuthorizedPrincipalsFile" in said
     assert not any(tmp_path.iterdir())

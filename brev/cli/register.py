@@ -5,10 +5,10 @@ trust the plane's SSH CA, which needs root."""
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import os
 import re
 import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -42,6 +42,10 @@ def register(
     trust_ca: Annotated[
         bool, typer.Option(help="let sshd trust the plane's SSH CA (needs root)")
     ] = True,
+    ssh_host: Annotated[
+        str | None, typer.Option(help="where users reach this machine's sshd; default: its FQDN")
+    ] = None,
+    ssh_port: Annotated[int, typer.Option(help="its sshd's port", min=1, max=65535)] = 22,
     json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Register THIS machine as a node of the current org: install the agent here."""
@@ -61,6 +65,10 @@ def register(
             facts=dataclasses.asdict(facts),
             host_keys=ssh_host_keys(),
             price_per_hour=price,
+            ssh_host=ssh_host or socket.getfqdn(),
+            ssh_port=ssh_port,
+            # Sessions run as the user the agent runs as: the one registering.
+            ssh_user=getpass.getuser(),
         )
         registered = client.register_node(body)
         note(f"Registered {node_name}; installing the agent in {facts.node_home} ...")
@@ -79,7 +87,7 @@ def register(
             client.remove_node(node_name, force=True)
             raise
     if trust_ca:
-        _trust_ca(registered.ssh_ca_public_key)
+        _trust_ca(registered.ssh_ca_public_key, Path(facts.node_home))
     if json_output:
         print_json(node)
     else:
@@ -110,44 +118,36 @@ def _wait_online(client: BrevClient, name: str, node_home: str) -> api.NodeDetai
     )
 
 
-def _trust_ca(public_key: str) -> None:
-    """Make this machine's sshd accept certificates from the plane's CA (a drop-in file)."""
+def _trust_ca(public_key: str, node_home: Path) -> None:
+    """Make this machine's sshd accept certificates from the plane's CA (a drop-in file), for
+    the principals the agent lists (each instance's enters that instance)."""
+    from brev.node import installer
+    from brev.ssh.local import run_local
+
     ssh_dir = Path(os.environ.get("BREV_SSHD_CONFIG_DIR", "/etc/ssh"))
+    principals = node_home / "authorized_principals"
     if os.geteuid() != 0:
         note(
             "Not root: sshd was not told to trust the plane's SSH CA, so `brev shell` into "
             "this node will not work yet. As root, run:\n"
             f"  echo '{public_key}' > {ssh_dir}/{CA_FILE}\n"
-            f"  echo 'TrustedUserCAKeys {ssh_dir}/{CA_FILE}' > "
-            f"{ssh_dir}/sshd_config.d/brev.conf && systemctl reload ssh"
+            f"  printf 'TrustedUserCAKeys {ssh_dir}/{CA_FILE}\\nAuthorizedPrincipalsFile "
+            f"{principals}\\n' > {ssh_dir}/sshd_config.d/brev.conf\n"
+            f"  systemctl reload ssh"
         )
         return
-    (ssh_dir / "sshd_config.d").mkdir(parents=True, exist_ok=True)
-    (ssh_dir / CA_FILE).write_text(public_key.strip() + "\n")
-    dropin = ssh_dir / "sshd_config.d" / "brev.conf"
-    dropin.write_text(
-        f"# brev: users with certificates from the plane's CA\n"
-        f"TrustedUserCAKeys {ssh_dir / CA_FILE}\n"
-    )
+    try:
+        installer.trust_ca(run_local, "this machine", public_key, str(node_home))
+    except installer.InstallError as error:
+        note(f"note: {error.message}")
+        return
     main_config = ssh_dir / "sshd_config"
     if main_config.exists() and "sshd_config.d" not in main_config.read_text():
         note(
-            f"note: {main_config} does not Include sshd_config.d/*.conf; add the line "
-            f"'TrustedUserCAKeys {ssh_dir / CA_FILE}' to it yourself"
+            f"note: {main_config} does not Include sshd_config.d/*.conf; copy the lines of "
+            f"{ssh_dir}/sshd_config.d/brev.conf into it"
         )
-    if ssh_dir == Path("/etc/ssh"):
-        reloaded = subprocess.run(
-            [
-                "sh",
-                "-c",
-                "systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null "
-                "|| pkill -HUP -x sshd",
-            ],
-            check=False,
-        )
-        if reloaded.returncode != 0:
-            note("note: could not reload sshd; restart it to apply the CA")
-    note(f"sshd trusts the plane's SSH CA ({dropin}).")
+    note(f"sshd trusts the plane's SSH CA ({ssh_dir}/sshd_config.d/brev.conf).")
 
 
 def register_command(app: typer.Typer) -> None:

@@ -76,6 +76,29 @@ def install(
         raise InstallError(f"installing the agent on {where} failed: {last_line(result.stderr)}")
 
 
+def trust_ca(run: Runner, where: str, ca_public_key: str, node_home: str) -> None:
+    """Make the box's sshd accept the plane's certificates for the principals its agent lists
+    in `<node_home>/authorized_principals` (root only: it writes sshd's configuration).
+    BREV_SSHD_CONFIG_DIR on the box points it elsewhere than /etc/ssh (tests); sshd is reloaded
+    only for /etc/ssh."""
+    principals = shlex.quote(f"{node_home}/authorized_principals")
+    script = f"""set -eu
+ssh_dir=${{BREV_SSHD_CONFIG_DIR:-/etc/ssh}}
+mkdir -p "$ssh_dir/sshd_config.d"
+printf '%s\\n' {shlex.quote(ca_public_key.strip())} > "$ssh_dir/brev_user_ca.pub"
+printf 'TrustedUserCAKeys %s\\nAuthorizedPrincipalsFile %s\\n' "$ssh_dir/brev_user_ca.pub" \\
+    {principals} > "$ssh_dir/sshd_config.d/brev.conf"
+if [ "$ssh_dir" = /etc/ssh ]; then
+    systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null || pkill -HUP -x sshd
+fi
+"""
+    result = run("sh -s", stdin=script.encode(), timeout=60)
+    if result.exit_code != 0:
+        raise InstallError(
+            f"could not make sshd on {where} trust the CA: {last_line(result.stderr)}"
+        )
+
+
 def uninstall(run: Runner, node_home: str) -> None:
     run("sh -s", stdin=scripts.uninstall_script(node_home).encode(), timeout=60)
 

@@ -20,7 +20,7 @@ from brev.server.db.engine import transaction
 from brev.server.db.models import Node
 from brev.server.errors import InvalidInput, ServiceError
 from brev.server.secrets import SecretBox
-from brev.server.services import node_instances, nodes, ssh_ca
+from brev.server.services import events, node_instances, nodes, ssh_ca
 from brev.server.services.scope import OrgContext
 
 if TYPE_CHECKING:
@@ -88,6 +88,7 @@ def add(
             except BaseException:
                 _roll_back(sessions, conn, node_id, facts)
                 raise
+            _trust_ca(sessions, box, conn, node_id, facts)
     except remote.HostKeyChanged as error:
         raise InvalidInput("host_key", error.message) from None
     except remote.SshAuthRefused as error:
@@ -137,6 +138,38 @@ def _install(conn: RemoteBox, facts: BoxFacts, secret: str, options: InstallOpti
         )
     except installer.InstallError as error:
         raise InstallFailed(f"{error.message}; the install was rolled back") from None
+
+
+def _trust_ca(
+    sessions: sessionmaker[Session], box: SecretBox, conn: RemoteBox, node_id: str, facts: BoxFacts
+) -> None:
+    """Logged in as root: set up the box's sshd for users' certificates. Not as root, or when
+    it fails, the node works all the same; the event says what an admin must do."""
+    from brev.node import installer
+
+    with transaction(sessions) as session:
+        ca_key = ssh_ca.public_key(session, box)
+    outcome: dict[str, object] = {"trusted": False}
+    if not facts.root:
+        outcome["reason"] = "not root: add TrustedUserCAKeys and AuthorizedPrincipalsFile yourself"
+    else:
+        try:
+            installer.trust_ca(conn.run, conn.target.address, ca_key, facts.node_home)
+            outcome["trusted"] = True
+        except installer.InstallError as error:
+            outcome["reason"] = error.message
+    with transaction(sessions) as session:
+        node = session.get_one(Node, node_id)
+        events.record(
+            session,
+            org_id=node.org_id,
+            actor_id=None,
+            action="node.ssh_ca",
+            object_type="node",
+            object_id=node.id,
+            object_name=node.name,
+            details=outcome,
+        )
 
 
 def _wait_for_first_report(
