@@ -105,8 +105,15 @@ def test_node_gpus_are_offers_and_create_prefers_them(
     # the agent learns of it in the answer to its next report, and says when it made it
     a, _ = two_nodes
     answer = a.report(report([gpu(0), gpu(1)]))
+    train_id = admin.instance("train").id
     assert answer.assignments == [
-        api.Assignment(instance="train", gpu_indices=[0, 1], gpu_uuids=["GPU-0000", "GPU-0001"])
+        api.Assignment(
+            instance="train",
+            gpu_indices=[0, 1],
+            gpu_uuids=["GPU-0000", "GPU-0001"],
+            principal=f"brev-i-{train_id}",
+            active=True,
+        )
     ]
     a.report(report([gpu(0), gpu(1)], instances=["train"]))
     assert admin.instance("train").status == api.InstanceStatus.RUNNING
@@ -154,7 +161,8 @@ def test_stop_releases_start_reallocates_delete_releases(
     assert all(g.instance is None for g in admin.node("spark-a").gpus)
     # the stopped instance keeps its directory: still listed, without GPUs
     answer = two_nodes[0].report(report([gpu(0), gpu(1)], instances=["s"]))
-    assert answer.assignments == [api.Assignment(instance="s", gpu_indices=[], gpu_uuids=[])]
+    [stopped] = answer.assignments or []
+    assert (stopped.instance, stopped.gpu_indices, stopped.active) == ("s", [], False)
     taker = admin.create_instance(api.InstanceCreate(name="t", gpu="h200:1", node="spark-a"))
     with pytest.raises(Conflict, match="cannot start 's'"):
         admin.start_instance("s")
