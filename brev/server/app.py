@@ -18,6 +18,7 @@ from brev.catalog.offers import use_overlay
 from brev.server.admission import AdmissionLimit
 from brev.server.db.engine import make_engine, make_sessionmaker
 from brev.server.errors import InvalidInput, ServiceError
+from brev.server.ingest import ReportIngest
 from brev.server.metrics import Metrics, MetricsMiddleware
 from brev.server.provider_registry import make_provider
 from brev.server.reconciler.loop import Reconciler
@@ -66,6 +67,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.sessions = make_sessionmaker(engine)
     app.state.metrics = Metrics(app.state.sessions)
     app.state.secret_box = SecretBox.for_home(settings.home)
+    app.state.ingest = ReportIngest(app.state.sessions)
     use_overlay(settings.home / "catalog")  # offers refreshed by `brev catalog refresh`
     app.state.reconciler = Reconciler(
         app.state.sessions,
@@ -110,6 +112,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.reconciler.stop()
+        app.state.ingest.stop()
 
 
 def _error(

@@ -24,14 +24,14 @@ def get_session(request: Request) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def _bearer(request: Request) -> str | None:
+def bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" else None
 
 
 def get_principal(request: Request, session: DbSession) -> Principal:
-    principal = authenticate(session, _bearer(request))
+    principal = authenticate(session, bearer(request))
     if principal.token_kind != "user":  # noqa: S105
         raise Forbidden("an agent token can only report for its own instance or node")
     return principal
@@ -65,7 +65,7 @@ InOrg = Annotated[OrgContext, Depends(get_org_context)]
 
 
 def get_agent(request: Request, session: DbSession) -> Principal:
-    principal = authenticate(session, _bearer(request))
+    principal = authenticate(session, bearer(request))
     scoped = principal.token_instance_id or principal.token_node_id
     if principal.token_kind != "agent" or scoped is None:  # noqa: S105
         raise Forbidden("only the agent token of an instance or node may report")

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import asyncio
+
+from fastapi import APIRouter, Request, Response
 
 from brev import api
-from brev.server.deps import Agent, DbSession, InOrg
-from brev.server.services import agents, node_reports
+from brev.server.deps import Agent, DbSession, InOrg, bearer
+from brev.server.ingest import ReportIngest
+from brev.server.services import agents
 
 router = APIRouter(tags=["agents"])
 
@@ -29,11 +32,9 @@ def agent_wheel(_: Agent) -> Response:
 
 
 @router.post("/agent/reports")
-def post_reports(
-    session: DbSession, agent: Agent, body: api.AgentReports
-) -> api.AgentReportsAccepted:
+async def post_reports(request: Request, body: api.AgentReports) -> api.AgentReportsAccepted:
     """An agent's reports, oldest first (several after an outage). A node's agent gets the
-    instances it must host in the answer."""
-    if agent.token_node_id is not None:
-        return node_reports.accept(session, agent, body)
-    return agents.accept_reports(session, agent, body)
+    instances it must host in the answer. Answered once the reports are committed; written in
+    batches with other agents' (brev.server.ingest)."""
+    ingest: ReportIngest = request.app.state.ingest
+    return await asyncio.wrap_future(ingest.submit(bearer(request), body))

@@ -1,0 +1,185 @@
+"""Agents' reports, written in batches: one writer thread, one transaction per batch.
+
+A thousand agents reporting every few seconds make the report endpoint the plane's busiest.
+Written one request per transaction, each report pays for its own token lookup, its own
+commit (on SQLite a WAL sync) and three thread-pool hops of the framework. Here the endpoint is
+async and only queues the report; a writer takes everything queued, authenticates the whole
+batch in one query, applies each report as before (brev.server.services.agents and
+node_reports), commits once, and then answers every request of the batch. A request is
+answered only after the commit that holds its report (group commit), so an agent that was told
+"accepted" never loses that report, exactly as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from brev import api
+from brev.server.auth import LAST_USED_RESOLUTION, Principal, hash_secret
+from brev.server.db.models import ApiToken, Instance, User, utcnow
+from brev.server.errors import Forbidden, ServiceError, Unauthenticated
+from brev.server.services import gpu_metrics
+
+log = logging.getLogger("brev.server.ingest")
+
+# A batch takes at most this many requests: bounded work per transaction, and a bounded wait
+# for the last request of a burst.
+MAX_BATCH = 256
+
+
+@dataclass
+class _Item:
+    secret: str | None
+    body: api.AgentReports
+    done: Future[api.AgentReportsAccepted] = field(default_factory=Future)
+
+
+class ReportIngest:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._queue: queue.Queue[_Item | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(
+        self, secret: str | None, body: api.AgentReports
+    ) -> Future[api.AgentReportsAccepted]:
+        """Queue one request's reports; the future holds its answer or its ServiceError."""
+        self._start()
+        item = _Item(secret, body)
+        self._queue.put(item)
+        return item.done
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                return
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="report-ingest", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            self._write(batch)
+
+    def _write(self, batch: list[_Item]) -> None:
+        answers: list[tuple[_Item, api.AgentReportsAccepted | ServiceError]] = []
+        try:
+            with self._sessions() as session, session.begin():
+                agents = _authenticate(session, [item.secret for item in batch])
+                # Held for the batch: the identity map keeps objects only while referenced.
+                loaded = _load_instances(session, agents)
+                # One flush (an executemany per table) at the commit instead of two per report,
+                # and the batch's GPU samples in one INSERT.
+                with session.no_autoflush, gpu_metrics.deferred(session):
+                    for item, agent in zip(batch, agents, strict=True):
+                        answers.append((item, _accept(session, agent, item.body)))
+                del loaded
+        except Exception as error:  # the batch's transaction is gone: every request fails
+            log.exception("writing a batch of %d report request(s) failed", len(batch))
+            for item in batch:
+                if not item.done.done():
+                    item.done.set_exception(error)
+            return
+        for item, answer in answers:
+            if isinstance(answer, ServiceError):
+                item.done.set_exception(answer)
+            else:
+                item.done.set_result(answer)
+
+
+def _accept(
+    session: Session, agent: Principal | ServiceError, body: api.AgentReports
+) -> api.AgentReportsAccepted | ServiceError:
+    from brev.server.services import agents, node_reports
+
+    if isinstance(agent, ServiceError):
+        return agent
+    try:
+        if agent.token_node_id is not None:
+            # Its queries filter on instances' statuses: let them see this batch's changes.
+            session.flush()
+            return node_reports.accept(session, agent, body)
+        return agents.accept_reports(session, agent, body)
+    except ServiceError as error:
+        # Raised before the service wrote anything (a deleted instance, a removed node).
+        return error
+
+
+def _load_instances(session: Session, agents: list[Principal | ServiceError]) -> list[Instance]:
+    """The batch's instances in one query, so that each report's lookup is a dictionary's."""
+    ids = {a.token_instance_id for a in agents if isinstance(a, Principal) and a.token_instance_id}
+    if not ids:
+        return []
+    return list(session.scalars(select(Instance).where(Instance.id.in_(ids))))
+
+
+def _authenticate(session: Session, secrets: list[str | None]) -> list[Principal | ServiceError]:
+    """brev.server.auth.authenticate for a whole batch, in one query; agent tokens only."""
+    hashes = {s: hash_secret(s) for s in secrets if s}
+    rows = session.execute(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.secret_hash.in_(set(hashes.values())))
+    ).all()
+    by_hash = {token.secret_hash: (token, user) for token, user in rows}
+    now = utcnow()
+    result: list[Principal | ServiceError] = []
+    for secret in secrets:
+        found = by_hash.get(hashes[secret]) if secret else None
+        if secret is None:
+            result.append(Unauthenticated("missing token: send 'Authorization: Bearer <token>'"))
+        elif found is None:
+            result.append(Unauthenticated("invalid token"))
+        else:
+            token, user = found
+            if token.revoked_at is not None:
+                result.append(Unauthenticated(f"token '{token.name}' was revoked"))
+            elif token.expires_at is not None and token.expires_at <= now:
+                result.append(Unauthenticated(f"token '{token.name}' expired"))
+            elif user.disabled_at is not None:
+                result.append(Unauthenticated("this user is disabled"))
+            elif token.kind != "agent" or not (token.instance_id or token.node_id):
+                result.append(Forbidden("only the agent token of an instance or node may report"))
+            else:
+                if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+                    token.last_used_at = now
+                result.append(
+                    Principal(
+                        user_id=user.id,
+                        email=user.email,
+                        token_id=token.id,
+                        token_name=token.name,
+                        token_kind=token.kind,
+                        token_org_id=token.org_id,
+                        token_instance_id=token.instance_id,
+                        token_node_id=token.node_id,
+                    )
+                )
+    return result
