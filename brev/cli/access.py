@@ -82,7 +82,7 @@ def refresh(no_ssh_config: NoSshConfig = False) -> None:
         note(f"no host key reported yet for {', '.join(waiting)}: ssh refuses them until it is")
 
 
-def _target(client: BrevClient, name: str, *, start: bool, wait_s: float) -> api.SshTarget:
+def resolve_target(client: BrevClient, name: str, *, start: bool, wait_s: float) -> api.SshTarget:
     """The machine, running and in ssh_config: waits for it, starts it when asked."""
     from brev.client import NotFound
 
@@ -140,7 +140,7 @@ def prepare(name: str, *, start: bool = False, wait: str = "5m", cached: bool = 
     from brev.cli.login_state import connect
 
     with connect() as client:
-        return _target(client, name, start=start, wait_s=wait_s).alias
+        return resolve_target(client, name, start=start, wait_s=wait_s).alias
 
 
 def run_ssh(name: str, argv_for: Callable[[str], list[str]], *, start: bool, wait: str) -> int:

@@ -14,7 +14,9 @@ from brev.cli import (
     account,
     agent,
     catalog,
+    editor,
     instances,
+    jupyter,
     lifecycle,
     nodes,
     orgs,
@@ -24,6 +26,7 @@ from brev.cli import (
     server,
     tokens,
     top,
+    tunnels,
 )
 from brev.errors import BrevError
 
@@ -85,6 +88,9 @@ top.register(app)
 app.add_typer(nodes.app, name="nodes", rich_help_panel="Instances")
 register.register_command(app)
 access.register(app)
+tunnels.register(app)
+jupyter.register(app)
+editor.register(app)
 app.add_typer(orgs.app, name="org", rich_help_panel="Organization")
 app.add_typer(tokens.app, name="token", rich_help_panel="Organization")
 app.add_typer(providers.app, name="provider", rich_help_panel="Organization")

@@ -285,6 +285,11 @@ class RemoteBox:
             f"~{user}/.ssh/authorized_keys on the box, or pass --identity FILE"
         )
 
+    @property
+    def transport(self) -> Transport:
+        """The SSH connection itself, for channels other than commands (a tunnel's)."""
+        return self._transport
+
     def run(
         self, command: str, *, stdin: bytes | None = None, timeout: float = 300.0
     ) -> RemoteResult:
