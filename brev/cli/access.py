@@ -161,6 +161,14 @@ def run_ssh(name: str, argv_for: Callable[[str], list[str]], *, start: bool, wai
     return code
 
 
+def explain_failure(name: str) -> None:
+    """After ssh failed (255) on the cached fast path: forget the cache and ask the plane;
+    BrevError when the machine stopped or went away, else the general advice."""
+    ssh_config.forget_cache(ssh_config.paths())
+    prepare(name, wait="1s", cached=False)
+    _explain_ssh_failure(name, SSH_FAILED)
+
+
 def _explain_ssh_failure(name: str, code: int) -> None:
     if code == SSH_FAILED:
         note(

@@ -119,11 +119,15 @@ def main() -> None:
     try:
         app()
     except BrevError as exc:
-        sys.stderr.write(f"error: {_explain(exc)}\n")
+        report_error(exc)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
+
+
+def report_error(exc: BrevError) -> None:
+    sys.stderr.write(f"error: {_explain(exc)}\n")
 
 
 def _explain(exc: BrevError) -> str:

@@ -1,0 +1,49 @@
+"""The `brev` console script. `brev exec NAME -- CMD...` on a machine whose certificate and
+status are cached and fresh runs ssh at once, before typer, httpx or pydantic are imported
+(about 100 ms of a command whose speed of light is `ssh NAME CMD`); everything else, and any
+failure, goes to the full CLI (brev.cli.main)."""
+
+from __future__ import annotations
+
+import sys
+
+SSH_FAILED = 255
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if len(argv) >= 4 and argv[0] == "exec" and argv[2] == "--" and not argv[1].startswith("-"):
+        code = _fast_exec(argv[1], argv[3:])
+        if code is not None:
+            sys.exit(code)
+    from brev.cli.main import main as full_cli
+
+    full_cli()
+
+
+def _fast_exec(name: str, command: list[str]) -> int | None:
+    """ssh's exit code; None when the cache cannot vouch for `name` (the full CLI then asks
+    the plane, waits, starts)."""
+    import shutil
+    import subprocess
+
+    from brev.ssh import config as ssh_config
+
+    p = ssh_config.paths()
+    if shutil.which("ssh") is None or not ssh_config.cached_alias(p, name):
+        return None
+    sys.stdout.flush()
+    code = subprocess.call(ssh_config.ssh_argv(p, name, "--", " ".join(command)))
+    if code == SSH_FAILED:
+        # Say why (stopped meanwhile, replaced, no longer ours) without running it again:
+        # 255 may also be the command's own status.
+        from brev.cli.access import explain_failure
+        from brev.cli.main import report_error
+        from brev.errors import BrevError
+
+        try:
+            explain_failure(name)
+        except BrevError as error:
+            report_error(error)
+            return 1
+    return code
