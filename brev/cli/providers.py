@@ -6,8 +6,6 @@ plane, which checks them with the provider and stores them encrypted. They are n
 
 from __future__ import annotations
 
-import configparser
-import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -57,6 +55,8 @@ def add_gcp(
     endpoint_url: EndpointOption = None,
 ) -> None:
     """GCP: a project and a service-account key."""
+    import json
+
     config = {"project": project}
     path = credentials_file or (
         Path(os.environ["GOOGLE_APPLICATION_CREDENTIALS"])
@@ -103,6 +103,8 @@ def _aws_keys(profile: str | None) -> dict[str, str]:
         return keys
     name = profile or os.environ.get("AWS_PROFILE") or "default"
     path = Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE", Path.home() / ".aws" / "credentials"))
+    import configparser  # here: only `provider add aws` reads ~/.aws
+
     parser = configparser.ConfigParser()
     parser.read(path)
     if not parser.has_section(name):

@@ -4,11 +4,8 @@ trust the plane's SSH CA, which needs root."""
 
 from __future__ import annotations
 
-import dataclasses
-import getpass
 import os
 import re
-import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -49,6 +46,10 @@ def register(
     json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Register THIS machine as a node of the current org: install the agent here."""
+    import dataclasses
+    import getpass
+    import socket
+
     from brev import api
     from brev.agent.host import ssh_host_keys
     from brev.node import installer
@@ -95,6 +96,8 @@ def register(
 
 
 def _name_from_hostname() -> str:
+    import socket
+
     cleaned = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().split(".")[0].lower()).strip("-")
     return cleaned[:63].strip("-") or "node"
 

@@ -3,18 +3,17 @@ per machine, `$BREV_HOME/known_hosts` with their pinned host keys, and one `Incl
 `~/.ssh/config` so that plain `ssh NAME`, scp, rsync and VS Code find them.
 
 Everything here is files: no HTTP, no pydantic, so `brev exec` can check it and hand over to
-`ssh` without importing either (see `cached_alias`)."""
+`ssh` without importing either (see `cached_alias`). Imported by every `brev` start: what only
+some commands need (json, fcntl) is imported where used, NamedTuples stand for dataclasses."""
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from brev.home import brev_home, write_private_file
 
@@ -25,8 +24,7 @@ RENEW_BEFORE = timedelta(minutes=5)
 INCLUDE_MARK = "# brev: machines of `brev refresh` (remove this line and the next to opt out)"
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One `Host` block: what `brev.api.SshTarget` says, in plain types."""
 
     alias: str
@@ -38,8 +36,7 @@ class Entry:
     certificate: str
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(NamedTuple):
     home: Path
 
     @property
@@ -95,6 +92,8 @@ def ensure_key(p: Paths) -> str:
 @contextmanager
 def locked(p: Paths) -> Iterator[None]:
     """One writer at a time: two `brev` commands refreshing at once must not interleave."""
+    import fcntl
+
     p.home.mkdir(parents=True, exist_ok=True)
     with p.lock.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -144,6 +143,8 @@ def write(
 ) -> None:
     """Write the certificates, ssh_config, known_hosts and the cache; add the Include line.
     Certificates of machines that are gone are removed with their entries."""
+    import json
+
     with locked(p):
         p.certificates.mkdir(parents=True, exist_ok=True, mode=0o700)
         wanted = {p.certificate(e.alias) for e in entries}
@@ -194,6 +195,8 @@ def forget_cache(p: Paths) -> None:
 def cached_alias(p: Paths, alias: str, now: datetime | None = None) -> bool:
     """Whether `ssh -F ssh_config ALIAS` can run right now without asking the plane: the
     certificate is valid a while yet and the alias has an entry for a running machine."""
+    import json
+
     try:
         state = json.loads(p.state.read_text())
         valid_before = datetime.fromisoformat(state["valid_before"])

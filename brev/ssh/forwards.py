@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import errno
 import re
-import socket
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from brev.errors import BrevError
+
+if TYPE_CHECKING:
+    import socket
 
 _PORT = re.compile(r"[0-9]{1,5}")
 
