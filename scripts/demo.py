@@ -272,7 +272,9 @@ def start_sshd(box: Path, ca_key: str, install_principal: str) -> Sshd:
         f"AuthorizedPrincipalsFile {box / 'node' / 'authorized_principals'}\n"
         "AuthorizedKeysFile none\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "UsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\n"
-        f"SetEnv BREV_NODE_HOME={box / 'node'}\n"
+        # The install's own sshd setup goes to box/etc-ssh: this sshd trusts the CA already,
+        # and the machine's /etc/ssh is not the demo's to change.
+        f"SetEnv BREV_NODE_HOME={box / 'node'} BREV_SSHD_CONFIG_DIR={box / 'etc-ssh'}\n"
     )
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd refuses to start without it

@@ -52,7 +52,12 @@ def _org_routes(plane: Plane) -> list[tuple[str, str]]:
 
 # A real name of default's object for each path parameter, so a 404 proves the object is
 # hidden, not merely absent.
-DEFAULT_ORG_OBJECTS = {"org": "default", "name": "gpu-a", "provider": "aws"}
+DEFAULT_ORG_OBJECTS = {
+    "org": "default",
+    "name": "gpu-a",
+    "provider": "aws",
+    "email": "admin@localhost",
+}
 TOKEN_ROUTE_OBJECTS = {"org": "default", "name": "default-ci"}
 
 

@@ -14,10 +14,14 @@ DEMO = Path(__file__).resolve().parents[1] / "scripts" / "demo.py"
 
 @pytest.mark.slow
 def test_the_demo_runs_end_to_end_and_never_prints_a_whole_token() -> None:
+    before = _files_under(Path("/etc/ssh"))
     result = subprocess.run(
         [sys.executable, str(DEMO)], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    # It registers this machine through a private sshd: the machine's own sshd setup is not
+    # the demo's to change (a reload there would also cut every other sshd's connections).
+    assert _files_under(Path("/etc/ssh")) == before
     output = result.stdout
     for expected in (
         "Logged in to http://127.0.0.1:",
@@ -45,3 +49,7 @@ def test_the_demo_runs_end_to_end_and_never_prints_a_whole_token() -> None:
     assert "demo-secret" not in output
     # The instance was given back: the last listing is empty again.
     assert output.rindex("No instances in org 'research'.") > output.index("Deleting demo-a100.")
+
+
+def _files_under(directory: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in directory.rglob("*")} if directory.exists() else {}

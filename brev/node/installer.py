@@ -89,7 +89,10 @@ printf '%s\\n' {shlex.quote(ca_public_key.strip())} > "$ssh_dir/brev_user_ca.pub
 printf 'TrustedUserCAKeys %s\\nAuthorizedPrincipalsFile %s\\n' "$ssh_dir/brev_user_ca.pub" \\
     {principals} > "$ssh_dir/sshd_config.d/brev.conf"
 if [ "$ssh_dir" = /etc/ssh ]; then
-    systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null || pkill -HUP -x sshd
+    # The system's sshd only: a HUP to every sshd would also cut other daemons' connections.
+    systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null ||
+        kill -HUP "$(cat /run/sshd.pid 2>/dev/null || echo none)" 2>/dev/null ||
+        echo "sshd not reloaded: restart it to apply $ssh_dir/sshd_config.d/brev.conf" >&2
 fi
 """
     result = run("sh -s", stdin=script.encode(), timeout=60)
