@@ -12,6 +12,15 @@ from brev.server.services import agents
 router = APIRouter(tags=["agents"])
 
 
+@router.post("/agent/reports")
+async def post_reports(request: Request, body: api.AgentReports) -> api.AgentReportsAccepted:
+    """An agent's reports, oldest first (several after an outage). A node's agent gets the
+    instances it must host in the answer. Answered once the reports are committed; written in
+    batches with other agents' (brev.server.ingest)."""
+    ingest: ReportIngest = request.app.state.ingest
+    return await asyncio.wrap_future(ingest.submit(bearer(request), body))
+
+
 @router.post("/orgs/{org}/instances/{name}/agent-token", status_code=201)
 def issue_agent_token(session: DbSession, ctx: InOrg, name: str) -> api.AgentToken:
     """A token the instance's agent reports with; it can do nothing else."""
@@ -29,12 +38,3 @@ def agent_wheel(_: Agent) -> Response:
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
-
-
-@router.post("/agent/reports")
-async def post_reports(request: Request, body: api.AgentReports) -> api.AgentReportsAccepted:
-    """An agent's reports, oldest first (several after an outage). A node's agent gets the
-    instances it must host in the answer. Answered once the reports are committed; written in
-    batches with other agents' (brev.server.ingest)."""
-    ingest: ReportIngest = request.app.state.ingest
-    return await asyncio.wrap_future(ingest.submit(bearer(request), body))
