@@ -335,8 +335,8 @@ class BrevClient:
         response = self._request("POST", self._org_path(org, "/ssh/certificate"), body)
         return _parse(api.SshCertificate, response)
 
-    def ssh_ca(self) -> api.SshCa:
-        return self._get(api.SshCa, f"{api.API_PREFIX}/ssh/ca")
+    def ssh_ca(self, org: str | None = None) -> api.SshCa:
+        return self._get(api.SshCa, self._org_path(org, "/ssh/ca"))
 
 
 _ORGS = TypeAdapter(list[api.Org], config=ConfigDict(defer_build=True))

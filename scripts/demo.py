@@ -218,7 +218,7 @@ def register_this_machine(demo: Demo, url: str, admin_token: str, workdir: Path)
         )
         return
     request = urllib.request.Request(  # noqa: S310 (our own http URL)
-        f"{url}/api/v1/ssh/ca", headers={"Authorization": f"Bearer {admin_token}"}
+        f"{url}/api/v1/orgs/research/ssh/ca", headers={"Authorization": f"Bearer {admin_token}"}
     )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         ca = json.load(response)

@@ -308,3 +308,30 @@ def test_agent_that_cannot_reach_the_plane_is_rolled_back(
     assert not box.node_home.exists() and not agent_pids(box.node_home)
     assert client.nodes() == []
     ok(add(server, box, "lost", key[0]))  # the name was not left taken
+
+
+def test_a_box_that_is_already_a_node_is_refused_and_left_alone(
+    server: LiveServer, client: BrevClient, boxes: Callable[..., SshBox], key: tuple[Path, str]
+) -> None:
+    """Another org (or a typo) adding a box that is a node already: nothing on it changes."""
+    box = boxes("taken", gpus=1)
+    ok(add(server, box, "first", key[0]))
+    client.create_org("other")
+    other = server.env(BREV_API_URL=server.url, BREV_TOKEN=server.admin_token, BREV_ORG="other")
+    args = ["nodes", "add", "second", f"root@127.0.0.1:{box.port}", "--host-key", box.host_key]
+    refused = failed(brev(*args, "--identity", str(key[0]), env=other, timeout=120))
+    assert "already installed" in refused
+    token = (box.node_home / "agent.token").read_text()
+    wait_for(server, "still reporting", lambda: client.node("first").status == "online")
+    assert (box.node_home / "agent.token").read_text() == token
+    with BrevClient(server.url, server.admin_token, org="other") as theirs:
+        assert theirs.nodes() == []
+
+
+def test_a_bad_plane_url_is_refused_before_anything_is_written(
+    server: LiveServer, client: BrevClient, boxes: Callable[..., SshBox], key: tuple[Path, str]
+) -> None:
+    box = boxes("url", gpus=0)
+    message = failed(add(server, box, "url", key[0], "--plane-url", "plane:8080"))
+    assert "plane_url" in message
+    assert not (box.node_home / "agent.token").exists()

@@ -110,3 +110,14 @@ def test_not_root_is_told_plainly_what_to_run(
     assert "Not root: sshd was not told to trust the plane's SSH CA" in said
     assert "TrustedUserCAKeys" in said and "AuthorizedPrincipalsFile" in said
     assert not any(tmp_path.iterdir())
+
+
+def test_register_refuses_a_bad_plane_url_first(
+    server: LiveServer, node_home: Path, tmp_path: Path
+) -> None:
+    env = box_env(server, node_home, tmp_path / "etc-ssh")
+    result = brev("register", "--name", "x", "--plane-url", "plane:8080", env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--plane-url: 'plane:8080' is not http(s)://HOST[:PORT]" in result.stderr
+    with BrevClient(server.url, server.admin_token, org="default") as client:
+        assert client.nodes() == []

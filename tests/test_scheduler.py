@@ -283,7 +283,9 @@ def test_an_install_that_never_reported_is_forgotten(plane: Plane, admin: BrevCl
     assert admin.nodes() == []
     token = response.json()["token"]
     report_again = plane.http(token).post("/api/v1/agent/reports", json={"reports": []})
-    assert report_again.status_code == 401  # its token was revoked
+    # an agent left on the box hears it was removed, and uninstalls itself
+    assert report_again.status_code == 410, report_again.text
+    assert report_again.json()["error"]["code"] == "node_removed"
 
 
 def test_node_agent_token_can_only_report(
@@ -351,3 +353,75 @@ def test_fifty_concurrent_creates_get_exactly_four_gpus(database_url: str, tmp_p
     finally:
         for server in servers:
             stop_server(server)
+
+
+def test_only_org_admins_manage_nodes(plane: Plane, admin: BrevClient) -> None:
+    added = admin.add_member("member@example.com")
+    assert added.login_token is not None
+    member = plane.http(added.login_token)
+    body = {"name": "mine", "facts": {}}
+    assert member.post("/api/v1/orgs/default/nodes/register", json=body).status_code == 403
+    add = {"name": "x", "host": "127.0.0.1", "user": "root", "host_key": "ssh-ed25519 AAAA"}
+    assert member.post("/api/v1/orgs/default/nodes", json=add).status_code == 403
+    probe = {"host": "127.0.0.1", "port": 22}
+    assert member.post("/api/v1/orgs/default/nodes/host-key", json=probe).status_code == 403
+    register(plane.http(), plane.admin_token, "shared", 1)
+    assert member.delete("/api/v1/orgs/default/nodes/shared").status_code == 403
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"ssh_host": "10.0.0.5\n    ProxyCommand sh -c id\nHost *"},
+        {"ssh_host": "a b"},
+        {"ssh_user": "root\nHost *"},
+    ],
+)
+def test_what_lands_in_ssh_config_is_validated(plane: Plane, field: dict[str, str]) -> None:
+    body = {"name": "evil", "facts": {}, "ssh_host": "box", **field}
+    response = plane.http(plane.admin_token).post("/api/v1/orgs/default/nodes/register", json=body)
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"gpus": 1},
+        {"gpus": [1, 2]},
+        {"host": "x"},
+        {"instances": [1]},
+        {"gpus": [{"index": 0, "xid_errors": "79"}]},
+    ],
+)
+def test_a_malformed_report_is_a_422_and_stores_nothing(
+    plane: Plane, admin: BrevClient, two_nodes: tuple[FakeNode, FakeNode], bad: dict[str, Any]
+) -> None:
+    a, _ = two_nodes
+    response = a.http.post(
+        "/api/v1/agent/reports",
+        json={"reports": [{"seq": 100, "report": bad}]},
+        headers={"Authorization": f"Bearer {a.token}"},
+    )
+    assert response.status_code == 422
+    assert len(admin.node("spark-a").gpus) == 2  # the last good report still stands
+    assert admin.offers("h200")  # and the org's offers still work
+
+
+def test_a_removed_node_gives_no_gpu(
+    plane: Plane, admin: BrevClient, two_nodes: tuple[FakeNode, FakeNode]
+) -> None:
+    """A create that read the node before `nodes rm` committed gets no GPU from it."""
+    from brev.server.db.engine import transaction
+    from brev.server.services import scheduler
+
+    with transaction(plane.app.state.sessions) as session:
+        node = session.scalars(select(Node).where(Node.name == "spark-a")).one()
+        instance = Instance(
+            org_id=node.org_id, name="late", created_by_id=node.created_by_id, plan=[]
+        )
+        session.add(instance)
+        session.flush()
+        node.removed_at = utcnow()
+        session.flush()
+        with pytest.raises(scheduler.NoCapacity, match="was removed"):
+            scheduler.allocate(session, instance, node, "H200", 1)

@@ -10,6 +10,11 @@ from pydantic import Field
 
 from brev.api import Event, Name, _Model
 
+# These end up in users' ssh_config files: a host name, IPv4 or IPv6 address, and a login,
+# nothing that could carry a space, a quote or a newline (a directive of its own).
+Host = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Login = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._][\w.-]*$")]
+
 
 class NodeStatus(StrEnum):
     INSTALLING = "installing"  # added; its agent has not reported yet
@@ -59,7 +64,7 @@ class NodeDetail(Node):
 
 
 class HostKeyQuery(_Model):
-    host: Annotated[str, Field(min_length=1, max_length=255)]
+    host: Host
     port: int = Field(22, ge=1, le=65535)
 
 
@@ -74,9 +79,9 @@ class NodeAdd(_Model):
     """`brev nodes add`: the plane connects over SSH and installs the agent."""
 
     name: Name
-    host: Annotated[str, Field(min_length=1, max_length=255)]
+    host: Host
     port: int = Field(22, ge=1, le=65535)
-    user: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._][\w.-]*$")]
+    user: Login
     host_key: Annotated[str, Field(max_length=16384)] = Field(
         description="the box's OpenSSH host key, pinned; see POST .../nodes/host-key"
     )
@@ -86,7 +91,7 @@ class NodeAdd(_Model):
         "null: a certificate from the plane's SSH CA (for boxes that trust it)",
     )
     price_per_hour: float | None = Field(None, ge=0, description="internal USD/h per GPU")
-    plane_url: Annotated[str, Field(max_length=2048)] | None = Field(
+    plane_url: Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s]+$")] | None = Field(
         None, description="where the box's agent reaches the plane; default: the URL called"
     )
 
@@ -98,11 +103,9 @@ class NodeRegister(_Model):
     facts: dict[str, Any] = Field(description="the box's probe: os, arch, python, node_home...")
     host_keys: list[str] = Field(default_factory=list, max_length=16)
     price_per_hour: float | None = Field(None, ge=0)
-    ssh_host: Annotated[str, Field(max_length=255)] | None = Field(
-        None, description="where users reach the box's sshd"
-    )
+    ssh_host: Host | None = Field(None, description="where users reach the box's sshd")
     ssh_port: int = Field(22, ge=1, le=65535)
-    ssh_user: Annotated[str, Field(max_length=64)] | None = None
+    ssh_user: Login | None = None
 
 
 class NodeRegistered(_Model):

@@ -52,8 +52,18 @@ def refresh_with(client: BrevClient, *, touch_user_config: bool = True) -> list[
         for t in access.targets
         if t.host and t.user
     ]
+    refused = [e.alias for e in entries if not ssh_config.well_formed(e)]
+    if refused:
+        note(f"note: left out of ssh_config, values that are not plain names: {', '.join(refused)}")
+        entries = [e for e in entries if ssh_config.well_formed(e)]
     include = touch_user_config and os.environ.get("BREV_SSH_CONFIG", "1") != "0"
-    ssh_config.write(p, access.valid_before, entries, include_in_user_config=include)
+    try:
+        ssh_config.write(p, access.valid_before, entries, include_in_user_config=include)
+    except OSError as exc:
+        raise BrevError(
+            f"cannot write the SSH files ({exc.strerror}: {exc.filename}); "
+            f"BREV_SSH_CONFIG=0 leaves ~/.ssh alone"
+        ) from None
     return access.targets
 
 

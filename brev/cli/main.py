@@ -124,6 +124,18 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
+    except Exception as exc:
+        # A request body the CLI builds (brev.api models) refusing a value the user typed.
+        from pydantic import ValidationError
+
+        if not isinstance(exc, ValidationError):
+            raise
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        sys.stderr.write(f"error: invalid value: {problems}\n")
+        sys.exit(1)
 
 
 def report_error(exc: BrevError) -> None:

@@ -55,9 +55,12 @@ def register(
     from brev.node import installer
     from brev.ssh.local import run_local
 
+    if plane_url and not re.match(r"^https?://[^\s/]+", plane_url):
+        raise BrevError(f"--plane-url: '{plane_url}' is not http(s)://HOST[:PORT]")
     node_name = name or _name_from_hostname()
     try:
         facts = installer.probe(run_local, "this machine")
+        installer.refuse_existing(run_local, "this machine", facts.node_home)
     except installer.InstallError as error:
         raise BrevError(error.message) from None
     with connect() as client:

@@ -38,6 +38,20 @@ def probe(run: Runner, where: str) -> scripts.BoxFacts:
         raise InstallError(f"{where}: {error.message}") from None
 
 
+def refuse_existing(run: Runner, where: str, node_home: str) -> None:
+    """An agent of brev already lives in `node_home` (this box is a node of some org, maybe
+    another's): refused before anything is written, so an install can never replace, nor its
+    rollback remove, what is there."""
+    home = shlex.quote(node_home)
+    result = run(f"test -e {home}/.brev-node && echo installed || true", timeout=30)
+    if "installed" in result.stdout:
+        raise InstallError(
+            f"brev's agent is already installed in {node_home} on {where}; remove that node "
+            f"first (`brev nodes rm NAME`, in the org that has it), or on the box run "
+            f"{node_home}/bin/brev-node-uninstall"
+        )
+
+
 def install(
     run: Runner,
     where: str,
@@ -52,6 +66,17 @@ def install(
     from brev.node.wheel import build_wheel
 
     wheel_name, wheel_bytes = (wheel or build_wheel)()
+    try:  # checks every value (absolute paths, the URL's scheme) before anything is written
+        script = scripts.install_script(
+            node_home=facts.node_home,
+            python=facts.python,
+            plane_url=plane_url,
+            interval_s=interval_s,
+            wheel_name=wheel_name,
+            use_systemd=facts.systemd,
+        )
+    except ValueError as error:
+        raise InstallError(f"cannot install on {where}: {error}") from None
     home = shlex.quote(facts.node_home)
     uploads = (
         (f"umask 077 && mkdir -p {home} && cat > {home}/{shlex.quote(wheel_name)}", wheel_bytes),
@@ -63,14 +88,6 @@ def install(
             raise InstallError(
                 f"could not write to {facts.node_home} on {where}: {last_line(result.stderr)}"
             )
-    script = scripts.install_script(
-        node_home=facts.node_home,
-        python=facts.python,
-        plane_url=plane_url,
-        interval_s=interval_s,
-        wheel_name=wheel_name,
-        use_systemd=facts.systemd,
-    )
     result = run("sh -s", stdin=script.encode(), timeout=300)
     if result.exit_code != 0:
         raise InstallError(f"installing the agent on {where} failed: {last_line(result.stderr)}")
@@ -84,6 +101,18 @@ def trust_ca(run: Runner, where: str, ca_public_key: str, node_home: str) -> Non
     principals = shlex.quote(f"{node_home}/authorized_principals")
     script = f"""set -eu
 ssh_dir=${{BREV_SSHD_CONFIG_DIR:-/etc/ssh}}
+if [ "$ssh_dir" = /etc/ssh ] && [ -x /usr/sbin/sshd ]; then
+    # sshd keeps the first value of each setting: a site's own user CA (Vault, Teleport) must
+    # not be shadowed by ours, locking its people out. An admin merges them instead.
+    for setting in trustedusercakeys authorizedprincipalsfile; do
+        current=$(/usr/sbin/sshd -T 2>/dev/null | awk -v s="$setting" '$1 == s {{print $2}}')
+        case $current in
+            "" | none | "$ssh_dir/brev_user_ca.pub" | {principals}) ;;
+            *) echo "sshd already has $setting $current: add the plane's CA and principals" \\
+                "there yourself" >&2; exit 3 ;;
+        esac
+    done
+fi
 mkdir -p "$ssh_dir/sshd_config.d"
 printf '%s\\n' {shlex.quote(ca_public_key.strip())} > "$ssh_dir/brev_user_ca.pub"
 printf 'TrustedUserCAKeys %s\\nAuthorizedPrincipalsFile %s\\n' "$ssh_dir/brev_user_ca.pub" \\

@@ -27,7 +27,7 @@ INSTANCES = "instances"
 # sshd's AuthorizedPrincipalsFile on a node: which certificate principals may log in, and for
 # an instance's principal, the forced command that puts the session inside that instance.
 PRINCIPALS = "authorized_principals"
-_PRINCIPAL = re.compile(r"^brev-(i|n|plane)-[0-9a-f]{32}$")
+_PRINCIPAL = re.compile(r"^brev-[in]-[0-9a-f]{32}$")
 
 
 class InvalidAssignment(BrevError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -89,29 +90,47 @@ class ReportIngest:
             self._write(batch)
 
     def _write(self, batch: list[_Item]) -> None:
-        answers: list[tuple[_Item, api.AgentReportsAccepted | ServiceError]] = []
         try:
-            with self._sessions() as session, session.begin():
-                agents = _authenticate(session, [item.secret for item in batch])
-                # Held for the batch: the identity map keeps objects only while referenced.
-                loaded = _load_instances(session, agents)
-                # One flush (an executemany per table) at the commit instead of two per report,
-                # and the batch's GPU samples in one INSERT.
-                with session.no_autoflush, gpu_metrics.deferred(session):
-                    for item, agent in zip(batch, agents, strict=True):
-                        answers.append((item, _accept(session, agent, item.body)))
-                del loaded
-        except Exception as error:  # the batch's transaction is gone: every request fails
-            log.exception("writing a batch of %d report request(s) failed", len(batch))
+            answers = self._commit(batch)
+        except Exception:
+            if len(batch) == 1:
+                log.exception("writing a report request failed")
+                _fail(batch[0], sys.exc_info()[1])
+                return
+            # One request broke the batch's transaction: write each alone, so that only that
+            # one fails (never expected: shapes are checked before queueing; a bug's net).
+            log.exception(
+                "a batch of %d report requests failed; writing them one by one", len(batch)
+            )
             for item in batch:
-                if not item.done.done():
-                    item.done.set_exception(error)
+                self._write([item])
             return
         for item, answer in answers:
             if isinstance(answer, ServiceError):
                 item.done.set_exception(answer)
             else:
                 item.done.set_result(answer)
+
+    def _commit(
+        self, batch: list[_Item]
+    ) -> list[tuple[_Item, api.AgentReportsAccepted | ServiceError]]:
+        answers: list[tuple[_Item, api.AgentReportsAccepted | ServiceError]] = []
+        with self._sessions() as session, session.begin():
+            agents = _authenticate(session, [item.secret for item in batch])
+            # Held for the batch: the identity map keeps objects only while referenced.
+            loaded = _load_instances(session, agents)
+            # One flush (an executemany per table) at the commit instead of two per report,
+            # and the batch's GPU samples in one INSERT.
+            with session.no_autoflush, gpu_metrics.deferred(session):
+                for item, agent in zip(batch, agents, strict=True):
+                    answers.append((item, _accept(session, agent, item.body)))
+            del loaded
+        return answers
+
+
+def _fail(item: _Item, error: BaseException | None) -> None:
+    if not item.done.done():
+        item.done.set_exception(error or RuntimeError("report not written"))
 
 
 def _accept(

@@ -11,7 +11,7 @@ import binascii
 import hashlib
 import secrets
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -108,6 +108,21 @@ def parse_public_key_line(line: str) -> tuple[str, bytes]:
     if blob[4 : 4 + length] != key_type.encode():
         raise InvalidKey(f"the public key line says {key_type} but its key is of another type")
     return key_type, blob
+
+
+def normalized_host_keys(lines: Iterable[object]) -> list[str]:
+    """`TYPE BASE64` for each line that is a well-formed public key (comments dropped, at most
+    16): what may be pinned and written to a known_hosts file; anything else is left out."""
+    keys: list[str] = []
+    for line in lines:
+        if not isinstance(line, str) or len(keys) == 16:
+            continue
+        try:
+            key_type, blob = parse_public_key_line(line)
+        except InvalidKey:
+            continue
+        keys.append(f"{key_type} {base64.b64encode(blob).decode()}")
+    return keys
 
 
 def fingerprint(public_key_line: str) -> str:

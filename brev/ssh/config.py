@@ -9,6 +9,7 @@ some commands need (json, fcntl) is imported where used, NamedTuples stand for d
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -109,6 +110,18 @@ def host_key_alias(alias: str) -> str:
     return f"brev-{alias}"
 
 
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:@-]+$")
+
+
+def well_formed(entry: Entry) -> bool:
+    """Whether every value of the entry is a plain word: the plane validates them, and this
+    file is included into ~/.ssh/config, where a value carrying a newline would be a directive
+    of its own (ProxyCommand ...). Checked again here, on the side that runs ssh."""
+    words = (entry.alias, entry.host, entry.user, str(entry.port))
+    keys_ok = all("\n" not in k and "\r" not in k for k in entry.host_keys)
+    return keys_ok and all(_SAFE_VALUE.match(w) for w in words)
+
+
 def render_config(p: Paths, entries: Sequence[Entry]) -> str:
     blocks = ["# Written by `brev refresh`; rewritten each time (edits are lost)."]
     for e in entries:
@@ -176,7 +189,8 @@ def user_config() -> Path:
 def add_include(p: Paths, config: Path | None = None) -> bool:
     """Put `Include $BREV_HOME/ssh_config` at the top of ~/.ssh/config (an Include below a Host
     block would belong to that block); True when the file changed. Never twice."""
-    config = config or user_config()
+    # Through a symlink (dotfiles managers link ~/.ssh/config): the target is the file.
+    config = (config or user_config()).resolve()
     line = f"Include {p.config}"
     existing = config.read_text() if config.exists() else ""
     if any(row.strip() == line for row in existing.splitlines()):

@@ -152,9 +152,11 @@ def _connect(host: str, port: int, timeout: float, key_type: str) -> Transport:
     options.key_types = [name for name in preferred if name in options.key_types] + others
     try:
         transport.start_client(timeout=timeout)
-    except (paramiko.SSHException, EOFError, OSError) as error:
+    except (paramiko.SSHException, EOFError, OSError):
         transport.close()
-        raise _unreachable(address, f"no SSH server answered ({_reason(error)})") from None
+        # Not the error's text: paramiko quotes what the other side sent, and the plane must
+        # not read out other services of its network to whoever asks it to connect.
+        raise _unreachable(address, "no SSH server answered there") from None
     return transport
 
 

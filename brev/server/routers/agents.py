@@ -17,6 +17,7 @@ async def post_reports(request: Request, body: api.AgentReports) -> api.AgentRep
     """An agent's reports, oldest first (several after an outage). A node's agent gets the
     instances it must host in the answer. Answered once the reports are committed; written in
     batches with other agents' (brev.server.ingest)."""
+    agents.check_shape(body)
     ingest: ReportIngest = request.app.state.ingest
     return await asyncio.wrap_future(ingest.submit(bearer(request), body))
 

@@ -20,8 +20,10 @@ def get_node(session: DbSession, ctx: InOrg, name: str) -> api.NodeDetail:
 
 
 @router.post("/orgs/{org}/nodes/host-key")
-def host_key(_: UntiedInOrg, body: api.HostKeyQuery) -> api.HostKey:
-    """The host key the box shows the plane, for a person to check before pinning it."""
+def host_key(ctx: UntiedInOrg, body: api.HostKeyQuery) -> api.HostKey:
+    """The host key the box shows the plane, for a person to check before pinning it (org
+    admins: it makes the plane connect where it is told)."""
+    ctx.require_admin("adding nodes")
     return node_install.host_key(body)
 
 
@@ -45,6 +47,7 @@ def register_node(
     request: Request, session: DbSession, ctx: InOrg, body: api.NodeRegister
 ) -> api.NodeRegistered:
     """`brev register` on the box: the node and its agent token; the box installs the agent."""
+    ctx.require_admin("registering nodes")
     settings = request.app.state.settings
     node, secret = nodes.create_row(
         session,

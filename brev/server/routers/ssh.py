@@ -5,7 +5,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 
 from brev import api
-from brev.server.deps import Caller, DbSession, InOrg
+from brev.server.deps import DbSession, InOrg
 from brev.server.services import ssh_access, ssh_ca
 
 router = APIRouter(tags=["ssh"])
@@ -21,10 +21,10 @@ def ssh_certificate(
     return ssh_access.certificate(session, ctx, request.app.state.secret_box, body, lifetime)
 
 
-@router.get("/ssh/ca")
-def ssh_ca_key(request: Request, session: DbSession, _: Caller) -> api.SshCa:
+@router.get("/orgs/{org}/ssh/ca")
+def ssh_ca_key(request: Request, session: DbSession, ctx: InOrg) -> api.SshCa:
     """The CA's public key: boxes that trust it (sshd's TrustedUserCAKeys) let brev in."""
     return api.SshCa(
         public_key=ssh_ca.public_key(session, request.app.state.secret_box),
-        install_principal=ssh_ca.install_principal(session),
+        install_principal=ssh_ca.install_principal(ctx.org.id),
     )

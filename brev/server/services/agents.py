@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from brev import api
 from brev.server.auth import Principal
 from brev.server.db.models import ApiToken, Instance, utcnow
-from brev.server.errors import Forbidden, NotFound
+from brev.server.errors import Forbidden, InvalidInput, NotFound
 from brev.server.services import events, gpu_metrics, tokens
 from brev.server.services.instances import find
 from brev.server.services.scope import OrgContext
@@ -60,6 +60,31 @@ def accept_reports(
     return api.AgentReportsAccepted(accepted=accepted, last_seq=instance.last_report_seq)
 
 
+def check_shape(body: api.AgentReports) -> None:
+    """The parts of a report the plane reads have the types it reads them as; else 422. Run
+    before a report joins a batch (brev.server.ingest): one bad report must never fail the
+    others, nor be stored to fail later reads."""
+    for item in body.reports:
+        report = item.report
+        gpus, host, present = report.get("gpus"), report.get("host"), report.get("instances")
+        if gpus is not None and not (
+            isinstance(gpus, list) and all(isinstance(g, dict) for g in gpus)
+        ):
+            raise InvalidInput("reports.report.gpus", "must be a list of objects")
+        for gpu in gpus or []:
+            errors = gpu.get("xid_errors")
+            if errors is not None and not (
+                isinstance(errors, list) and all(isinstance(e, dict) for e in errors)
+            ):
+                raise InvalidInput("reports.report.gpus.xid_errors", "must be a list of objects")
+        if host is not None and not isinstance(host, dict):
+            raise InvalidInput("reports.report.host", "must be an object")
+        if present is not None and not (
+            isinstance(present, list) and all(isinstance(n, str) for n in present)
+        ):
+            raise InvalidInput("reports.report.instances", "must be a list of names")
+
+
 def record_report(
     session: Session, instance: Instance, report: dict[str, Any], interval_s: float
 ) -> None:
@@ -94,10 +119,13 @@ def _pin_host_keys(instance: Instance, report: dict[str, Any]) -> None:
     first use). Pinned once; `brev shell` and `ssh` refuse any other key from then on."""
     if instance.host_keys or instance.node_id is not None:
         return
+    from brev.ssh.ca import normalized_host_keys
+
     host = report.get("host")
-    keys = host.get("ssh_host_keys") if isinstance(host, dict) else None
-    if isinstance(keys, list) and keys and all(isinstance(k, str) for k in keys):
-        instance.host_keys = "\n".join(k.strip() for k in keys[:16])
+    reported = host.get("ssh_host_keys") if isinstance(host, dict) else None
+    keys = normalized_host_keys(reported) if isinstance(reported, list) else []
+    if keys:
+        instance.host_keys = "\n".join(keys)
 
 
 # Autostop counts a GPU as idle under this utilization (percent).

@@ -9,6 +9,7 @@ transaction while it talks to the box: each write is its own short transaction.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,6 +27,9 @@ from brev.server.services.scope import OrgContext
 if TYPE_CHECKING:
     from brev.node.scripts import BoxFacts
     from brev.ssh.remote import RemoteBox
+
+
+log = logging.getLogger("brev.server.nodes")
 
 
 class InstallFailed(ServiceError):
@@ -62,13 +66,14 @@ def add(
 ) -> api.NodeDetail:
     from brev.ssh import ca, remote
 
+    ctx.require_admin("adding nodes")
     with transaction(sessions) as session:
         if node_instances.node_named(session, ctx.org.id, body.name) is not None:
             raise InvalidInput(
                 "name", f"a node named '{body.name}' already exists; see `brev nodes ls`"
             )
         if body.private_key is None:
-            key, certificate = ssh_ca.plane_login(session, box, body.user)
+            key, certificate = ssh_ca.plane_login(session, box, body.user, ctx.org.id)
         else:
             key, certificate = body.private_key, None
     try:
@@ -103,9 +108,11 @@ def _probe(conn: RemoteBox) -> BoxFacts:
     from brev.node import installer
 
     try:
-        return installer.probe(conn.run, conn.target.address)
+        facts = installer.probe(conn.run, conn.target.address)
+        installer.refuse_existing(conn.run, conn.target.address, facts.node_home)
     except installer.InstallError as error:
         raise InvalidInput("host", error.message) from None
+    return facts
 
 
 def _create_node(
@@ -153,10 +160,13 @@ def _trust_ca(
     if not facts.root:
         outcome["reason"] = "not root: add TrustedUserCAKeys and AuthorizedPrincipalsFile yourself"
     else:
+        from brev.ssh.remote import SshError
+
         try:
             installer.trust_ca(conn.run, conn.target.address, ca_key, facts.node_home)
             outcome["trusted"] = True
-        except installer.InstallError as error:
+        except (installer.InstallError, SshError) as error:
+            # The node is added and reporting: this part failing must not say otherwise.
             outcome["reason"] = error.message
     with transaction(sessions) as session:
         node = session.get_one(Node, node_id)
@@ -201,9 +211,12 @@ def _roll_back(
     sessions: sessionmaker[Session], conn: RemoteBox, node_id: str, facts: BoxFacts
 ) -> None:
     from brev.node import installer
+    from brev.ssh.remote import SshError
 
     try:
         installer.uninstall(conn.run, facts.node_home)
+    except SshError as error:  # the install's own error is the one to report
+        log.warning("rolling back node %s: uninstall failed: %s", node_id, error.message)
     finally:
         with transaction(sessions) as session:
             nodes.forget(session, node_id)

@@ -16,7 +16,6 @@ from brev.server.services import (
     node_instances,
     scheduler,
     ssh_access,
-    ssh_ca,
 )
 
 
@@ -40,7 +39,7 @@ def accept(session: Session, agent: Principal, body: api.AgentReports) -> api.Ag
         accepted=accepted,
         last_seq=node.last_report_seq,
         assignments=node_instances.assignments(session, node),
-        node_principals=[ssh_access.node_principal(node.id), ssh_ca.install_principal(session)],
+        node_principals=[ssh_access.node_principal(node.id)],
     )
 
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from brev import api
 from brev.api import InstanceStatus as S
 from brev.catalog.offers import load_catalog
-from brev.server.db.models import ApiToken, Node, User, utcnow
+from brev.server.db.models import Node, User, utcnow
 from brev.server.errors import Conflict, NotFound
 from brev.server.services import events, node_instances, scheduler, tokens
 from brev.server.services.scope import OrgContext
+from brev.ssh.ca import normalized_host_keys
 
 
 def find(session: Session, ctx: OrgContext, name: str) -> Node:
@@ -103,7 +103,7 @@ def create_row(
         ssh_host=host,
         ssh_port=port,
         ssh_user=user,
-        host_keys="\n".join(host_keys) or None,
+        host_keys="\n".join(normalized_host_keys(host_keys)) or None,
         status="installing",
         price_per_hour=price_per_hour,
         os=str(facts.get("os") or "")[:100] or None,
@@ -128,11 +128,13 @@ def create_row(
 
 
 def forget(session: Session, node_id: str) -> None:
-    """Undo create_row for a node whose install failed: as if it had never been added."""
+    """Undo create_row for a node whose install failed: as if it had never been added. Its
+    token stays valid: an agent left running on the box (an uninstall that could not run) is
+    then answered 410 `node_removed`, and uninstalls itself, instead of retrying for ever on a
+    401."""
     node = session.get(Node, node_id)
     if node is None:
         return
-    session.execute(update(ApiToken).where(ApiToken.node_id == node.id).values(revoked_at=utcnow()))
     node.removed_at = utcnow()
     events.record(
         session,
@@ -148,6 +150,7 @@ def forget(session: Session, node_id: str) -> None:
 def remove(session: Session, ctx: OrgContext, name: str, *, force: bool) -> api.NodeDetail:
     """Remove the node; its agent uninstalls itself at its next report (the plane answers
     it 410). Refused while instances live on it, unless forced: then they are deleted."""
+    ctx.require_admin("removing nodes")
     node = find(session, ctx, name)
     detail = get_detail(session, ctx, name)
     live = node_instances.live_on(session, node.id)

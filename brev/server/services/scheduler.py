@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from brev import api
@@ -48,7 +49,8 @@ def node_gpus(node: Node, known_models: Iterable[str] | None = None) -> list[Nod
     """The GPUs in the node's newest report."""
     known = list(known_models if known_models is not None else load_catalog().counts_by_model)
     gpus: list[NodeGpu] = []
-    for gpu in node.hardware.get("gpus") or []:
+    reported = node.hardware.get("gpus")
+    for gpu in reported if isinstance(reported, list) else []:
         if not isinstance(gpu, dict) or not isinstance(gpu.get("index"), int):
             continue
         name = str(gpu.get("name") or "GPU")
@@ -182,9 +184,13 @@ def allocate(
     committed, and a race is never even attempted (the primary key would still refuse it)."""
     if count == 0:
         return []
-    session.execute(
-        update(Node).where(Node.id == node.id).values(last_report_seq=Node.last_report_seq)
+    locked: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(Node)
+        .where(Node.id == node.id, Node.removed_at.is_(None))
+        .values(last_report_seq=Node.last_report_seq)
     )
+    if locked.rowcount == 0:  # removed since the plan was read
+        raise NoCapacity(f"node '{node.name}' was removed")
     taken = allocations(session, [node.id])
     free = [g for g in node_gpus(node) if g.model == model and (node.id, g.index) not in taken]
     if len(free) < count:

@@ -37,13 +37,15 @@ def public_key(session: Session, box: SecretBox) -> str:
     return ca.public_key_line(private_key(session, box), "brev-ca")
 
 
-def install_principal(session: Session) -> str:
-    """The principal of the plane's own certificates: a box whose sshd lists principals
-    (AuthorizedPrincipalsFile) lets the plane in for an install when it lists this one."""
-    return f"brev-plane-{session.scalar(select(Plane.id).limit(1))}"
+def install_principal(org_id: str) -> str:
+    """The principal of the certificates the plane signs itself to install an agent for org
+    `org_id`: a box whose sshd lists principals (AuthorizedPrincipalsFile) lets such an install
+    in only when its owner listed this org's. Per org: a member of another org can never make
+    the plane log in to it. The node's agent does not keep it in the list."""
+    return f"brev-install-{org_id}"
 
 
-def plane_login(session: Session, box: SecretBox, principal: str) -> tuple[str, str]:
+def plane_login(session: Session, box: SecretBox, principal: str, org_id: str) -> tuple[str, str]:
     """A fresh key and a short certificate for it, for the plane to log in as `principal` on
     a box that trusts the CA: (private key PEM, certificate line). Its principals are the
     login (sshd without a principals file requires it) and the plane's install principal."""
@@ -54,7 +56,7 @@ def plane_login(session: Session, box: SecretBox, principal: str) -> tuple[str, 
         private_key(session, box),
         ca.public_key_line(key),
         key_id="brev-plane",
-        principals=[principal, install_principal(session)],
+        principals=[principal, install_principal(org_id)],
         valid_for=PLANE_CERTIFICATE_LIFETIME,
     )
     return key, certificate
