@@ -11,6 +11,7 @@ import os
 import re
 import stat
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -245,6 +246,11 @@ def test_ls_empty_then_seeded(account: Account) -> None:
         assert instance["gpu_count"] == 8
         assert instance["price_per_hour"] == pytest.approx(40.97)
 
+    # the fast path (urllib, brev.cli.listing) and the full CLI print the same bytes
+    slow = {**env, "BREV_FAST": "0"}
+    for args in (["ls"], ["ls", "--json"]):
+        assert ok(brev(*args, env=env)).stdout == ok(brev(*args, env=slow)).stdout
+
     table = ok(brev("ls", env=env)).stdout
     assert not BOX_DRAWING.search(table), table
     header, *rows = table.splitlines()
@@ -388,3 +394,13 @@ def test_logout_recovers_from_an_unreadable_credentials_file(tmp_path: Path) -> 
     logout = subprocess.run([BREV, "logout"], env=env, capture_output=True, text=True, timeout=30)
     assert logout.returncode == 0, logout.stderr
     assert not (tmp_path / "credentials.json").exists()
+
+
+def test_the_fast_paths_import_no_heavy_package() -> None:
+    """`brev ls` and `brev exec` start without typer, httpx or pydantic (brev.cli.launch)."""
+    code = (
+        "import sys, brev.cli.launch, brev.cli.listing, brev.ssh.config, brev.cli.login_state;"
+        "print(sorted(m for m in ('typer', 'httpx', 'pydantic', 'rich') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr

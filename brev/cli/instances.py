@@ -1,4 +1,4 @@
-"""Instance commands: ls (create, start, stop, delete and show arrive with the providers)."""
+"""brev ls (the full CLI's path; brev.cli.listing has the fast one and the table)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from brev.cli.login_state import connect
-from brev.cli.output import age, note, print_json, print_table
 
 PANEL = "Instances"
 
@@ -16,27 +15,11 @@ def ls(
     json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """List the current org's instances."""
+    from brev.cli.listing import print_instances
+
     with connect() as client:
         instances = client.instances()
-    if json_output:
-        print_json(instances)
-        return
-    if not instances:
-        note(f"No instances in org '{client.org}'. Create one with `brev create a100`.")
-        return
-    rows = [
-        [
-            i.name,
-            i.status.value,
-            i.health.value,
-            f"{i.gpu_model or i.gpu_spec} x{i.gpu_count}" if i.gpu_count else "cpu",
-            "/".join(p for p in (i.provider, i.node or i.region) if p) or "-",
-            f"{i.price_per_hour:.2f}" if i.price_per_hour is not None else "-",
-            age(i.created_at),
-        ]
-        for i in instances
-    ]
-    print_table(["name", "status", "health", "gpu", "provider", "$/h", "age"], rows)
+    print_instances([i.model_dump(mode="json") for i in instances], client.org, json_output)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,10 +1,12 @@
-"""The `brev` console script. `brev exec NAME -- CMD...` on a machine whose certificate and
-status are cached and fresh runs ssh at once, before typer, httpx or pydantic are imported
-(about 100 ms of a command whose speed of light is `ssh NAME CMD`); everything else, and any
-failure, goes to the full CLI (brev.cli.main)."""
+"""The `brev` console script. Two commands people wait on most run before typer, httpx or
+pydantic are imported (about 100-200 ms): `brev exec NAME -- CMD...` on a machine whose
+certificate and status are cached and fresh runs ssh at once, and `brev ls [--json]` asks the
+plane with urllib (brev.cli.listing). Everything else, and any failure, goes to the full CLI
+(brev.cli.main). BREV_FAST=0 turns both off."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 SSH_FAILED = 255
@@ -12,7 +14,19 @@ SSH_FAILED = 255
 
 def main() -> None:
     argv = sys.argv[1:]
-    if len(argv) >= 4 and argv[0] == "exec" and argv[2] == "--" and not argv[1].startswith("-"):
+    fast = os.environ.get("BREV_FAST", "1") != "0"
+    if fast and argv in (["ls"], ["ls", "--json"]):
+        from brev.cli.listing import fast_ls
+
+        if fast_ls(json_output=len(argv) == 2):
+            return
+    if (
+        fast
+        and len(argv) >= 4
+        and argv[0] == "exec"
+        and argv[2] == "--"
+        and not argv[1].startswith("-")
+    ):
         code = _fast_exec(argv[1], argv[3:])
         if code is not None:
             sys.exit(code)
