@@ -252,6 +252,8 @@ def _write_script(path: Path, text: str) -> None:
 def _install_nvidia_smi(box: SshBox, gpus: int) -> None:
     if gpus == 0:
         return  # a host without a driver has no nvidia-smi at all
+    if not NVSMI.is_dir():
+        pytest.skip("no ../shared/fixtures beside the repo")
     if gpus == 2:
         capture = NVSMI / "h200-x2"
     elif gpus == 1:

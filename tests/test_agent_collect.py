@@ -69,6 +69,20 @@ def test_a_driver_that_is_gone_is_a_cpu_host(
     assert report.problems[0].startswith("no NVIDIA driver")
 
 
+def test_an_nvidia_smi_that_refuses_everything_is_a_report_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Exit status 2 (what nvidia-smi says to a bad argument) for every query, as a broken
+    install answers: the agent must keep reporting, with the reason, never crash-loop."""
+    stub = tmp_path / "nvidia-smi"
+    stub.write_text("#!/bin/sh\necho 'Invalid combination of input arguments.' >&2\nexit 2\n")
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    report = collect(prefer_nvml=False)
+    assert report.source == "none" and report.gpus == []
+    assert report.problems[0].startswith("no NVIDIA driver: nvidia-smi refused every query")
+
+
 def test_real_variants_parse_to_none_not_errors() -> None:
     """What other GPUs print: units left in, [N/A], [Not Supported], renamed headers, blank
     lines, a missing trailing column."""

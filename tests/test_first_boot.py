@@ -55,6 +55,7 @@ def cloud(tmp_path: Path, moto_server: MotoServer) -> Iterator[LiveServer]:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not STUB.is_dir(), reason="no ../shared/fixtures beside the repo")
 def test_first_boot_trusts_the_ca_and_the_agent_reports(
     cloud: LiveServer, moto_server: MotoServer, tmp_path: Path
 ) -> None:

@@ -123,7 +123,11 @@ def read_gpus() -> SmiReading:
     try:
         rows = parse_csv(_run(f"--query-gpu={FIELDS}", "--format=csv,nounits"))
     except ValueError:  # an older driver refused a field: ask for what every driver knows
-        rows = parse_csv(_run(f"--query-gpu={BASIC_FIELDS}", "--format=csv,nounits"))
+        try:
+            rows = parse_csv(_run(f"--query-gpu={BASIC_FIELDS}", "--format=csv,nounits"))
+        except ValueError as error:
+            # Refused even those: a broken nvidia-smi. A report saying so, never a crashed agent.
+            raise NoDriver(f"nvidia-smi refused every query: {error}") from None
     processes: dict[str, list[GpuProcess]] = {}
     try:
         apps = parse_csv(_run(f"--query-compute-apps={APP_FIELDS}", "--format=csv,nounits"))
