@@ -195,7 +195,7 @@ def test_forward_http_and_reconnect_after_sshd_restart(
     site.mkdir()
     (site / "hello.txt").write_text("hello through the tunnel\n")
     with http_server(site) as web:
-        local, other = free_port(), free_port()
+        local, other = _two_free_ports()
         args = ["port-forward", "train", "-p", f"{local}:{web}", "-p", f"{other}:{web}"]
         with held(args, env, tmp_path) as tunnel:
             tunnel.wait_for_output(f"Forwarding 127.0.0.1:{other} -> train:{web}")
@@ -287,3 +287,14 @@ def test_bad_specs_and_busy_ports_are_one_line_errors(tmp_path: Path) -> None:
     )
     assert odd == "error: BREV_TUNNEL_BACKEND='telnet': expected openssh or paramiko"
     ok(brev("port-forward", "--help", env=env))
+
+
+def _two_free_ports() -> tuple[int, int]:
+    """Two different free ports: held open together while asked, since the kernel may hand
+    out a port it just released again."""
+    import socket
+
+    with socket.socket() as first, socket.socket() as second:
+        first.bind(("127.0.0.1", 0))
+        second.bind(("127.0.0.1", 0))
+        return first.getsockname()[1], second.getsockname()[1]
