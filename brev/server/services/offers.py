@@ -38,9 +38,9 @@ def list_offers(
     Every org sees the clouds' whole catalog, and the free GPUs of its own online nodes
     (provider 'local'). `providers` is comma-separated as in the query string ('aws,gcp').
     """
-    catalog = scheduler.catalog_for(session, ctx.org.id)
+    catalogs = scheduler.catalogs_for(session, ctx.org.id)
     try:
-        spec = parse_gpu_spec(gpu, scheduler.catalog_for(session, ctx.org.id, free_only=False))
+        spec = parse_gpu_spec(gpu, catalogs.every)
     except GpuSpecError as exc:
         raise InvalidInput("gpu", str(exc)) from None
     try:
@@ -59,7 +59,7 @@ def list_offers(
     )
     # The catalog's dataclasses carry the API's field names, so one validation call converts
     # the whole list (1,400 offers in a few ms).
-    return _AS_API.validate_python(find_offers(query, catalog), from_attributes=True)
+    return _AS_API.validate_python(find_offers(query, catalogs.free), from_attributes=True)
 
 
 def _providers(names: list[str]) -> frozenset[str]:

@@ -27,9 +27,9 @@ MAX_PLACEMENTS = int(os.environ.get("BREV_MAX_PLACEMENTS", "12"))
 def plan(session: Session, ctx: OrgContext, body: api.InstanceCreate) -> api.InstancePlan:
     """The placements a create would try: free GPUs of the org's registered nodes first (it
     owns them), then the clouds it has credentials for, cheapest first."""
-    catalog = scheduler.catalog_for(session, ctx.org.id)
+    catalogs = scheduler.catalogs_for(session, ctx.org.id)
     try:
-        spec = parse_gpu_spec(body.gpu, scheduler.catalog_for(session, ctx.org.id, free_only=False))
+        spec = parse_gpu_spec(body.gpu, catalogs.every)
     except GpuSpecError as error:
         raise InvalidInput("gpu", str(error)) from None
     wanted = _wanted_providers(session, ctx, body)
@@ -41,7 +41,7 @@ def plan(session: Session, ctx: OrgContext, body: api.InstanceCreate) -> api.Ins
             max_price=body.max_price,
             spot=body.spot,
         ),
-        catalog,
+        catalogs.free,
     )
     if body.node:
         offers = [o for o in offers if o.instance_type == body.node]

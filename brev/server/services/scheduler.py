@@ -9,7 +9,7 @@ the same GPU cannot both commit, whatever the number of server processes.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -100,17 +100,11 @@ def allocations(session: Session, node_ids: Sequence[str]) -> dict[tuple[str, in
     return {(node_id, index): instance_id for node_id, index, instance_id in rows}
 
 
-def node_offers(
-    session: Session, org_id: str, known_models: Iterable[str], *, free_only: bool = True
+def _node_offers(
+    nodes: Sequence[Node], taken: Mapping[tuple[str, int], str], known: Sequence[str]
 ) -> list[CatalogOffer]:
-    """What the org's online nodes can give right now: for each node and GPU model, one offer
-    per count from 1 to the number free (as the clouds sell 1, 2, 4, 8), and one CPU offer.
-    With `free_only` False, what they could give if nothing were allocated: the offers a GPU
-    spec is checked against, so that 'h200:1' on a busy node is "no capacity", not "no such
-    offer"."""
-    known = list(known_models)
-    nodes = [n for n in live_nodes(session, org_id) if node_status(n) == api.NodeStatus.ONLINE]
-    taken = allocations(session, [n.id for n in nodes]) if free_only else {}
+    """What the nodes can give with `taken` allocated: for each node and GPU model, one offer
+    per count from 1 to the number free (as the clouds sell 1, 2, 4, 8), and one CPU offer."""
     offers: list[CatalogOffer] = []
     for node in nodes:
         free: defaultdict[str, list[NodeGpu]] = defaultdict(list)
@@ -157,11 +151,27 @@ def node_offers(
     return offers
 
 
-def catalog_for(session: Session, org_id: str, *, free_only: bool = True) -> Catalog:
-    """The shipped catalog, plus the org's nodes when it has any online."""
+@dataclass(frozen=True)
+class OrgCatalogs:
+    """The shipped catalog plus the org's online nodes: `free` with what is allocated taken
+    out (what a create can get now), `every` as if nothing were (what a GPU spec is checked
+    against, so that 'h200:1' on a busy node is "no capacity", not "no such offer")."""
+
+    free: Catalog
+    every: Catalog
+
+
+def catalogs_for(session: Session, org_id: str) -> OrgCatalogs:
     shipped = load_catalog()
-    local = node_offers(session, org_id, shipped.counts_by_model, free_only=free_only)
-    return Catalog.of((*local, *shipped.offers)) if local else shipped
+    nodes = [n for n in live_nodes(session, org_id) if node_status(n) == api.NodeStatus.ONLINE]
+    if not nodes:
+        return OrgCatalogs(free=shipped, every=shipped)
+    known = list(shipped.counts_by_model)
+    taken = allocations(session, [n.id for n in nodes])
+    return OrgCatalogs(
+        free=Catalog.of((*_node_offers(nodes, taken, known), *shipped.offers)),
+        every=Catalog.of((*_node_offers(nodes, {}, known), *shipped.offers)),
+    )
 
 
 def has_nodes(session: Session, org_id: str) -> bool:
