@@ -20,31 +20,12 @@ from brev.server.secrets import SecretBox
 from brev.ssh import ca
 from brev.ssh import config as ssh_config
 from tests.cli_runner import brev, ok
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import LiveServer
+from tests.node_plane import client, env_of, poll, server
 from tests.sshbox import SshBox, kill_agents, make_user_key, ssh_box_factory
 
-__all__ = ["ssh_box_factory"]
+__all__ = ["client", "server", "ssh_box_factory"]  # fixtures
 pytestmark = pytest.mark.slow
-FAST = {"BREV_RECONCILE": "0", "BREV_NODE_REPORT_INTERVAL": "1", "BREV_NODE_INSTALL_WAIT": "20"}
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    server = start_server(tmp_path / "home", env_extra=FAST)
-    yield server
-    stop_server(server)
-
-
-@pytest.fixture
-def client(server: LiveServer) -> Iterator[BrevClient]:
-    with BrevClient(server.url, server.admin_token, org="default") as client:
-        yield client
-
-
-def env_of(server: LiveServer, token: str | None = None) -> dict[str, str]:
-    return server.env(
-        BREV_API_URL=server.url, BREV_TOKEN=token or server.admin_token, BREV_ORG="default"
-    )
 
 
 @pytest.fixture
@@ -139,7 +120,7 @@ def test_stale_entries_go_and_stopped_instances_are_closed(
     # stopped: the node's agent drops its principal, so even a valid certificate gets nothing
     client.stop_instance("train")
     principals = node_box.node_home / "authorized_principals"
-    _wait(lambda: "brev-enter" not in principals.read_text(), "principal dropped")
+    poll(lambda: "brev-enter" not in principals.read_text(), "principal dropped")
     # the fast path (cached "running") fails in ssh, then the plane says why
     stopped = brev("exec", "train", "--", "true", env=env)
     assert (
@@ -228,13 +209,3 @@ def test_exec_on_an_unknown_instance_is_one_line(server: LiveServer) -> None:
     result = brev("exec", "nope", "--", "true", env=env_of(server))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: no instance or node 'nope'")
-
-
-def _wait(probe: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout} s for {what}")
-        time.sleep(0.2)

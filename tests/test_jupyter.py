@@ -20,10 +20,11 @@ import pytest
 
 from tests.cli_runner import brev, ok
 from tests.conftest import LiveServer
+from tests.node_plane import client, env_of, poll, server
 from tests.postgres import free_port
 from tests.sshbox import SshBox
-from tests.test_access import client, env_of, node_box, server, ssh_box_factory
-from tests.test_tunnels import _get, held, wait_for
+from tests.test_access import node_box, ssh_box_factory
+from tests.test_tunnels import _get, held
 
 __all__ = ["client", "node_box", "server", "ssh_box_factory"]
 pytestmark = pytest.mark.slow
@@ -99,7 +100,7 @@ def test_jupyter_starts_reuses_and_stops(
             second.wait_for_output("http://127.0.0.1:", timeout=60)
             assert _url(second.stdout) == f"http://127.0.0.1:{port}/?token={token}"
             assert "Jupyter running on train" in second.stderr
-            wait_for(browser_saw.exists, "the browser to be started", 10)
+            poll(browser_saw.exists, "the browser to be started", 10)
             assert browser_saw.read_text().split() == [_url(second.stdout)]
             answer = _get(f"http://127.0.0.1:{port}/api/status", Authorization=f"token {token}")
             assert answer is not None and answer.status_code == 200
@@ -107,7 +108,7 @@ def test_jupyter_starts_reuses_and_stops(
 
         stopped = ok(brev("jupyter", "train", "--stop", env=env, timeout=60))
         assert "Stopped the Jupyter server on train" in stopped.stderr
-        wait_for(lambda: not Path(f"/proc/{state['pid']}").exists(), "jupyter to exit", 10)
+        poll(lambda: not Path(f"/proc/{state['pid']}").exists(), "jupyter to exit", 10)
         assert not state_file.exists()
         again = ok(brev("jupyter", "train", "--stop", env=env, timeout=60))
         assert "No Jupyter server was running on train" in again.stderr

@@ -15,43 +15,20 @@ import pytest
 from brev import api
 from brev.client import BrevClient
 from tests.cli_runner import brev, ok, one_line_error
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import LiveServer
+from tests.node_plane import client, env_of, server
 from tests.postgres import free_port
 from tests.real_plane import wait_for
 from tests.sshbox import SshBox, agent_pids, kill_agents, make_user_key, ssh_box_factory
 
-__all__ = ["ssh_box_factory"]  # the fixture, re-exported for pytest
+__all__ = ["client", "server", "ssh_box_factory"]  # fixtures, for pytest
 
 pytestmark = pytest.mark.slow
-# The reconciler on (it marks silent instances unhealthy); no cloud here for it to call.
-FAST_NODES = {
-    "BREV_RECONCILE": "1",
-    "BREV_RECONCILE_INTERVAL": "0.2",
-    "BREV_NODE_REPORT_INTERVAL": "1",
-    "BREV_NODE_INSTALL_WAIT": "20",
-}
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    server = start_server(tmp_path / "home", env_extra=FAST_NODES)
-    yield server
-    stop_server(server)
-
-
-@pytest.fixture
-def client(server: LiveServer) -> Iterator[BrevClient]:
-    with BrevClient(server.url, server.admin_token, org="default") as client:
-        yield client
 
 
 @pytest.fixture
 def key(tmp_path: Path) -> tuple[Path, str]:
     return make_user_key(tmp_path / "keys")
-
-
-def env_of(server: LiveServer) -> dict[str, str]:
-    return server.env(BREV_API_URL=server.url, BREV_TOKEN=server.admin_token, BREV_ORG="default")
 
 
 def add(
@@ -317,7 +294,7 @@ def test_a_box_that_is_already_a_node_is_refused_and_left_alone(
     box = boxes("taken", gpus=1)
     ok(add(server, box, "first", key[0]))
     client.create_org("other")
-    other = server.env(BREV_API_URL=server.url, BREV_TOKEN=server.admin_token, BREV_ORG="other")
+    other = env_of(server, org="other")
     args = ["nodes", "add", "second", f"root@127.0.0.1:{box.port}", "--host-key", box.host_key]
     refused = failed(brev(*args, "--identity", str(key[0]), env=other, timeout=120))
     assert "already installed" in refused

@@ -12,8 +12,9 @@ import pytest
 
 from tests.cli_runner import brev, ok, one_line_error
 from tests.conftest import LiveServer
+from tests.node_plane import client, env_of, server
 from tests.sshbox import SshBox
-from tests.test_access import client, env_of, node_box, server, ssh_box_factory, user_home
+from tests.test_access import node_box, ssh_box_factory, user_home
 
 __all__ = ["client", "node_box", "server", "ssh_box_factory"]
 pytestmark = pytest.mark.slow

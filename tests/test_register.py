@@ -13,24 +13,18 @@ from brev import api
 from brev.cli import register as register_cli
 from brev.client import BrevClient
 from tests.cli_runner import brev, ok
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import LiveServer
+from tests.node_plane import server
 from tests.postgres import free_port
 from tests.real_plane import wait_for
 from tests.sshbox import kill_agents
 
 STUB = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nvidia-smi" / "bin"
+__all__ = ["server"]  # the fixture, for pytest
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not STUB.is_dir(), reason="no ../shared/fixtures beside the repo"),
 ]
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    env = {"BREV_RECONCILE": "0", "BREV_NODE_REPORT_INTERVAL": "1"}
-    server = start_server(tmp_path / "home", env_extra=env)
-    yield server
-    stop_server(server)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -22,9 +22,10 @@ from brev.errors import BrevError
 from brev.ssh.forwards import Forward, parse_forward
 from tests.cli_runner import brev, ok, one_line_error
 from tests.conftest import BREV, LiveServer
+from tests.node_plane import client, env_of, poll, server
 from tests.postgres import free_port
 from tests.sshbox import SshBox
-from tests.test_access import client, env_of, node_box, server, ssh_box_factory
+from tests.test_access import node_box, ssh_box_factory
 
 __all__ = ["client", "node_box", "server", "ssh_box_factory"]
 
@@ -64,7 +65,7 @@ def http_server(directory: Path) -> Iterator[int]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: _get(f"http://127.0.0.1:{port}/") is not None, "http.server", 10)
+        poll(lambda: _get(f"http://127.0.0.1:{port}/") is not None, "http.server", 10)
         yield port
     finally:
         process.kill()
@@ -76,14 +77,6 @@ def _get(url: str, **headers: str) -> httpx.Response | None:
         return httpx.get(url, headers=headers, timeout=5, trust_env=False)
     except httpx.HTTPError:
         return None
-
-
-def wait_for(probe: Callable[[], object], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout} s for {what}")
-        time.sleep(0.1)
 
 
 class Held:
@@ -111,7 +104,7 @@ class Held:
                 pytest.fail(f"brev exited {self.process.returncode}:\n{self.stdout}{self.stderr}")
             return text in (self.stderr if stderr else self.stdout)
 
-        wait_for(seen, repr(text), timeout)
+        poll(seen, repr(text), timeout)
 
     def interrupt(self, sig: int = signal.SIGINT) -> int:
         """Ctrl-C (or kill); its exit code."""
@@ -211,7 +204,7 @@ def test_forward_http_and_reconnect_after_sshd_restart(
 
             assert tunnel.interrupt() == 0
             assert "Traceback" not in tunnel.stderr
-        wait_for(lambda: port_is_free(local), "the local port to be given back", 5)
+        poll(lambda: port_is_free(local), "the local port to be given back", 5)
 
     # a first connection that fails: ssh's reason and exit code, in one line
     node_box.stop()
