@@ -131,12 +131,20 @@ def resolve_target(client: BrevClient, name: str, *, start: bool, wait_s: float)
         time.sleep(2)
 
 
-def prepare(name: str, *, start: bool = False, wait: str = "5m", cached: bool = True) -> str:
+def prepare(
+    name: str,
+    *,
+    start: bool = False,
+    wait: str = "5m",
+    cached: bool = True,
+    needs_ssh: bool = True,
+) -> str:
     """The alias to hand to ssh for `name`, with a valid certificate and a running machine.
-    Without asking the plane when the cached state says all is well (the fast path)."""
+    Without asking the plane when the cached state says all is well (the fast path).
+    `needs_ssh` False: the caller logs in without OpenSSH (the paramiko tunnel)."""
     from brev.duration import InvalidDuration, parse_duration
 
-    if shutil.which("ssh") is None:
+    if needs_ssh and shutil.which("ssh") is None:
         raise BrevError(
             "no `ssh` on PATH: install OpenSSH's client (apt-get install openssh-client)"
         )

@@ -82,22 +82,10 @@ def choose_backend(force_paramiko: bool = False) -> str:
 
 
 def resolve(name: str, *, backend: str, start: bool, wait: str, cached: bool = True) -> str:
-    """`access.prepare`, which also insists on an `ssh` binary; paramiko needs none."""
-    if backend == "openssh":
-        return access.prepare(name, start=start, wait=wait, cached=cached)
-    from brev.duration import InvalidDuration, parse_duration
-
-    p = ssh_config.paths()
-    if cached and ssh_config.cached_alias(p, name):
-        return name
-    try:
-        wait_s = parse_duration(wait)
-    except InvalidDuration as exc:
-        raise BrevError(f"--wait: {exc}") from None
-    from brev.cli.login_state import connect
-
-    with connect() as client:
-        return access.resolve_target(client, name, start=start, wait_s=wait_s).alias
+    """`access.prepare`; the paramiko backend needs no `ssh` binary."""
+    return access.prepare(
+        name, start=start, wait=wait, cached=cached, needs_ssh=backend == "openssh"
+    )
 
 
 # -- running a command through `brev exec`'s path ------------------------------------------

@@ -59,7 +59,11 @@ def authenticate(session: Session, secret: str | None, now: datetime | None = No
     if row is None:
         raise Unauthenticated("invalid token")
     token, user = row
-    now = now or utcnow()
+    return check(token, user, now or utcnow())
+
+
+def check(token: ApiToken, user: User, now: datetime) -> Principal:
+    """The caller a found token stands for; Unauthenticated when it may not act any more."""
     if token.revoked_at is not None:
         raise Unauthenticated(f"token '{token.name}' was revoked")
     if token.expires_at is not None and token.expires_at <= now:

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from brev import api
-from brev.server.auth import LAST_USED_RESOLUTION, Principal, hash_secret
+from brev.server.auth import Principal, check, hash_secret
 from brev.server.db.models import ApiToken, Instance, User, utcnow
 from brev.server.errors import Forbidden, ServiceError, Unauthenticated
 from brev.server.services import gpu_metrics
@@ -178,27 +178,13 @@ def _authenticate(session: Session, secrets: list[str | None]) -> list[Principal
             result.append(Unauthenticated("invalid token"))
         else:
             token, user = found
-            if token.revoked_at is not None:
-                result.append(Unauthenticated(f"token '{token.name}' was revoked"))
-            elif token.expires_at is not None and token.expires_at <= now:
-                result.append(Unauthenticated(f"token '{token.name}' expired"))
-            elif user.disabled_at is not None:
-                result.append(Unauthenticated("this user is disabled"))
-            elif token.kind != "agent" or not (token.instance_id or token.node_id):
+            try:
+                agent = check(token, user, now)
+            except Unauthenticated as error:
+                result.append(error)
+                continue
+            if agent.token_kind != "agent" or not (agent.token_instance_id or agent.token_node_id):
                 result.append(Forbidden("only the agent token of an instance or node may report"))
             else:
-                if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
-                    token.last_used_at = now
-                result.append(
-                    Principal(
-                        user_id=user.id,
-                        email=user.email,
-                        token_id=token.id,
-                        token_name=token.name,
-                        token_kind=token.kind,
-                        token_org_id=token.org_id,
-                        token_instance_id=token.instance_id,
-                        token_node_id=token.node_id,
-                    )
-                )
+                result.append(agent)
     return result
