@@ -183,7 +183,8 @@ def _authenticate(session: Session, secrets: list[str | None]) -> list[Principal
             except Unauthenticated as error:
                 result.append(error)
                 continue
-            if agent.token_kind != "agent" or not (agent.token_instance_id or agent.token_node_id):
+            scoped = agent.token_instance_id or agent.token_node_id
+            if agent.token_kind != "agent" or not scoped:  # noqa: S105 (a kind, not a secret)
                 result.append(Forbidden("only the agent token of an instance or node may report"))
             else:
                 result.append(agent)
