@@ -150,11 +150,27 @@ class Token(_Model):
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    scope: TokenScope | None = Field(
+        None, description="run: a CI token (offers, and only the instances it created); null: all"
+    )
+    max_price_per_hour: float | None = Field(None, description="run tokens: USD per hour at most")
+    max_gpus: int | None = Field(None, description="run tokens: GPUs per instance at most")
+    max_ttl_seconds: int | None = Field(
+        None, description="run tokens: every instance they create expires within this"
+    )
+
+
+class TokenScope(StrEnum):
+    RUN = "run"
 
 
 class TokenCreate(_Model):
     name: Name
     expires_in_seconds: Annotated[int, Field(gt=0, le=10 * 365 * 24 * 3600)] | None = None
+    scope: TokenScope | None = Field(None, description="run: a token for CI jobs' `brev run`")
+    max_price_per_hour: float | None = Field(None, gt=0, le=10_000, description="run scope only")
+    max_gpus: int | None = Field(None, ge=0, le=1024, description="run scope only")
+    max_ttl_seconds: int | None = Field(None, gt=0, le=30 * 86400, description="run scope only")
 
 
 class TokenCreated(_Model):
@@ -180,6 +196,10 @@ class Instance(_Model):
     created_by: str = Field(description="email of the user who created it")
     created_at: datetime
     updated_at: datetime
+    expires_at: datetime | None = Field(None, description="TTL: the plane deletes it then")
+    run_lease_until: datetime | None = Field(
+        None, description="`brev run`: deleted then unless the running CLI renews its lease"
+    )
 
 
 class Event(_Model):
@@ -258,11 +278,31 @@ class InstanceCreate(_Model):
     )
     autostop_delete: bool = Field(False, description="autostop deletes instead of stopping")
     node: Name | None = Field(None, description="only this registered node")
+    ttl_seconds: int | None = Field(
+        None, gt=0, le=365 * 86400, description="delete it this long after creation"
+    )
+    run_lease_seconds: int | None = Field(
+        None,
+        ge=5,
+        le=86400,
+        description="`brev run`: delete it unless its lease is renewed within this (POST .../lease)",
+    )
 
 
 class Autostop(_Model):
     seconds: int | None = Field(gt=0, le=30 * 86400, description="null: autostop off")
     delete: bool = False
+
+
+class Ttl(_Model):
+    seconds: int | None = Field(
+        gt=0, le=365 * 86400, description="delete the instance this long from now; null: no TTL"
+    )
+
+
+class Lease(_Model):
+    instance: str
+    run_lease_until: datetime = Field(description="deleted then unless renewed again")
 
 
 class Placement(_Model):

@@ -151,6 +151,12 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # `run`: a CI token (brev.server.services.run_tokens): offers, and only the instances it
+    # created, within these limits. None: everything its user may do.
+    scope: Mapped[str | None] = mapped_column(String(16))
+    max_price_per_hour: Mapped[float | None] = mapped_column(Float)
+    max_gpus: Mapped[int | None] = mapped_column(Integer)
+    max_ttl_seconds: Mapped[int | None] = mapped_column(Integer)
 
 
 class Node(Base):
@@ -193,6 +199,8 @@ class Node(Base):
     # As for instances: the sequence number of the agent's newest report, to drop re-sends.
     last_report_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     report_interval_seconds: Mapped[float | None] = mapped_column(Float)
+    # Bumped whenever what the node's agent must host changes; the agent waits on it.
+    assignments_version: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class GpuAllocation(Base):
@@ -257,6 +265,12 @@ class Instance(Base):
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True, default=new_id)
     autostop_idle_seconds: Mapped[int | None]
     expires_at: Mapped[datetime | None] = mapped_column(doc="TTL: deleted at this time")
+    # `brev run`: the CLI renews the lease while it runs; a lapsed lease deletes the instance.
+    run_lease_seconds: Mapped[int | None]
+    run_lease_until: Mapped[datetime | None]
+    # Not a foreign key: api_tokens already points here (agent tokens), and a cycle of
+    # foreign keys complicates creating and dropping both tables.
+    created_by_token_id: Mapped[str | None] = mapped_column(String(32), index=True)
     ssh_host: Mapped[str | None] = mapped_column(String(255))
     ssh_port: Mapped[int | None]
     host_keys: Mapped[str | None] = mapped_column(Text)
