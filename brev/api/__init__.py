@@ -285,7 +285,7 @@ class InstanceCreate(_Model):
         None,
         ge=5,
         le=86400,
-        description="`brev run`: delete it unless its lease is renewed within this (POST .../lease)",
+        description="`brev run`: deleted unless its lease is renewed within this (POST .../lease)",
     )
 
 

@@ -19,9 +19,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("instances", schema=None) as batch_op:
         batch_op.add_column(sa.Column("run_lease_seconds", sa.Integer(), nullable=True))
-        batch_op.add_column(
-            sa.Column("run_lease_until", sa.DateTime(timezone=True), nullable=True)
-        )
+        batch_op.add_column(sa.Column("run_lease_until", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("created_by_token_id", sa.String(length=32), nullable=True))
         batch_op.create_index("ix_instances_created_by_token_id", ["created_by_token_id"])
     with op.batch_alter_table("api_tokens", schema=None) as batch_op:
