@@ -1,0 +1,82 @@
+"""One OpenSSH connection to a machine, shared by every step of a `brev run`.
+
+The first `ssh` becomes a ControlMaster on a socket of its own; the sync, the command, the
+signal forwarding and the copy back are channels of that one connection, so each costs a
+round trip instead of a TCP and key exchange. Host keys are checked as everywhere else in
+brev: our ssh_config pins them (StrictHostKeyChecking yes)."""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Seconds without an answer from the machine before ssh gives up: a dropped connection is
+# noticed within ALIVE_INTERVAL_S * ALIVE_COUNT.
+ALIVE_INTERVAL_S = 5
+ALIVE_COUNT = 3
+
+
+@dataclass
+class SshSession:
+    config: Path  # our ssh_config (brev.ssh.config.paths().config)
+    alias: str
+    control_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="brev-ssh-")))
+
+    @property
+    def control_path(self) -> Path:
+        return self.control_dir / "master"
+
+    def options(self) -> list[str]:
+        """ssh's arguments before the host: our config, the shared connection."""
+        return [
+            "-F",
+            str(self.config),
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={self.control_path}",
+            "-o",
+            "ControlPersist=120",
+            "-o",
+            f"ServerAliveInterval={ALIVE_INTERVAL_S}",
+            "-o",
+            f"ServerAliveCountMax={ALIVE_COUNT}",
+            "-o",
+            "BatchMode=yes",
+        ]
+
+    def argv(self, remote_command: str) -> list[str]:
+        return ["ssh", *self.options(), self.alias, "--", remote_command]
+
+    def rsh(self) -> str:
+        """The remote shell for rsync's -e: ssh with the same options (rsync adds the host)."""
+        return shlex.join(["ssh", *self.options()])
+
+    def run(
+        self, remote_command: str, *, timeout: float | None = None, input_bytes: bytes = b""
+    ) -> subprocess.CompletedProcess[bytes]:
+        """A short command whose output is wanted (not the user's: that streams)."""
+        return subprocess.run(
+            self.argv(remote_command),
+            input=input_bytes,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def close(self) -> None:
+        """End the shared connection (and its ControlPersist master) and its socket folder."""
+        if self.control_path.exists():
+            subprocess.run(
+                ["ssh", *self.options(), "-O", "exit", self.alias],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
+        self.control_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: leave it
+            self.control_dir.rmdir()
