@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the test suite runs for real: PostgreSQL (the team database), Chromium
 # (the dashboard, driven by Playwright) and OpenSSH's server (test boxes the plane reaches over
-# SSH; the package starts no daemon, each test runs its own).
+# SSH; the package starts no daemon, each test runs its own), and rsync (`brev run` syncs a
+# job's directory with it; the tests also run the tar fallback).
 # Installs only what is missing, and only as root; otherwise says what is missing.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ missing=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+[[ -x /usr/bin/rsync ]] || missing+=(rsync)
 
 ((${#missing[@]} == 0)) && exit 0
 if [[ $(id -u) != 0 ]]; then
