@@ -28,6 +28,7 @@ from brev.cli import (
     top,
     tunnels,
 )
+from brev.cli.run import command as run_command
 from brev.errors import BrevError
 
 # The order NVIDIA Brev's CLI uses: what you run, how you get in, who you share with, setup.
@@ -83,6 +84,7 @@ app = typer.Typer(
 
 instances.register(app)
 lifecycle.register(app)
+run_command.register(app)
 search.register(app)
 top.register(app)
 app.add_typer(nodes.app, name="nodes", rich_help_panel="Instances")
@@ -116,8 +118,11 @@ server.register(app)
 
 
 def main() -> None:
+    argv = sys.argv[1:]
+    if argv[:1] == ["run"]:
+        argv = run_command.take_command(argv)
     try:
-        app()
+        app(args=argv)
     except BrevError as exc:
         report_error(exc)
         sys.exit(1)

@@ -1,0 +1,156 @@
+"""`brev run` end to end on a registered node: a real plane, a real sshd box with the real
+agent, the real ssh. Exit codes pass through, output streams, --out comes back, the instance
+goes whatever happens, and brev's own failures have their own codes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from brev.cli.run import exit_codes
+from tests.run_plane import RunPlane, run_plane, wait_for_line
+
+__all__ = ["run_plane"]
+pytestmark = pytest.mark.slow
+
+
+def test_echo_hi_passes_output_and_exit_code_and_gives_the_gpu_back(
+    run_plane: RunPlane, tmp_path: Path
+) -> None:
+    result = run_plane.run("h200", "--no-sync", "--", "echo hi; echo oops >&2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hi\n"
+    assert "oops" in result.stderr and "Traceback" not in result.stderr
+    assert "brev: created" in result.stderr and "brev: deleted" in result.stderr
+    run_plane.assert_nothing_left()
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [("exit 3", 3), ("no-such-command-here", 127), ("kill -9 $$", 137), ("exit 255", 255)],
+)
+def test_the_command_exit_code_is_brevs(run_plane: RunPlane, command: str, code: int) -> None:
+    result = run_plane.run("--no-sync", "--", command)
+    assert result.returncode == code, result.stderr
+    run_plane.assert_nothing_left()
+
+
+def test_gpus_and_env_reach_the_command(run_plane: RunPlane) -> None:
+    result = run_plane.run(
+        "h200:2",
+        "--no-sync",
+        "--env",
+        "GREETING=hello world",
+        "--",
+        'echo "$GREETING|$CUDA_VISIBLE_DEVICES"',
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello world|0,1\n"
+
+
+def test_json_events_and_step_summary(run_plane: RunPlane, tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    result = run_plane.run("--no-sync", "--json", "--", "exit 3", GITHUB_STEP_SUMMARY=str(summary))
+    assert result.returncode == 3
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    names = [e["event"] for e in events]
+    for expected in ("created", "ready", "started", "exited", "deleted"):
+        assert expected in names, names
+    assert next(e for e in events if e["event"] == "exited")["exit_code"] == 3
+    assert "cost_usd" in next(e for e in events if e["event"] == "deleted")
+    text = summary.read_text()
+    assert "### brev run" in text and "| exit code | 3 |" in text and "node gpu-box" in text
+
+
+def test_sigterm_mid_run_reaches_the_command_and_deletes(
+    run_plane: RunPlane, tmp_path: Path
+) -> None:
+    marker = tmp_path / "got-term"
+    script = f"trap 'echo term > {marker}; exit 5' TERM; echo started; while :; do sleep 0.1; done"
+    process = run_plane.start_run("--no-sync", "--", script)
+    wait_for_line(process, "brev: running")
+    assert process.stdout is not None
+    assert process.stdout.readline() == "started\n"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == exit_codes.SIGTERM
+    assert marker.read_text() == "term\n"
+    run_plane.assert_nothing_left()
+
+
+def test_a_dropped_connection_is_its_own_code_and_deletes(run_plane: RunPlane) -> None:
+    process = run_plane.start_run("--no-sync", "--", "echo started; sleep 60")
+    assert process.stdout is not None
+    assert process.stdout.readline() == "started\n"
+    # The connection is the run's ControlMaster (ssh names it "ssh: SOCKET [mux]"); the
+    # command's own ssh is a client of it and ends with it.
+    masters = subprocess.run(
+        ["pgrep", "-f", r"brev-ssh-.*master \[mux\]"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert masters
+    subprocess.run(["kill", "-9", *masters], check=False)
+    assert process.wait(timeout=60) == exit_codes.CONNECTION_LOST
+    assert process.stderr is not None
+    assert "connection was lost" in process.stderr.read()
+    run_plane.assert_nothing_left()
+
+
+def test_plane_unreachable_is_one_line(run_plane: RunPlane) -> None:
+    result = run_plane.run("--no-sync", "--", "true", BREV_API_URL="http://127.0.0.1:9")
+    assert result.returncode == exit_codes.BREV_ERROR
+    assert result.stderr.count("\n") == 1 and "cannot reach" in result.stderr
+
+
+def test_no_capacity_has_its_own_code_and_leaves_nothing(run_plane: RunPlane) -> None:
+    holder = run_plane.start_run("h200:2", "--no-sync", "--", "echo started; sleep 30")
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == "started\n"
+    try:
+        result = run_plane.run("h200", "--provider", "local", "--no-sync", "--", "true")
+        assert result.returncode == exit_codes.NO_CAPACITY, result.stderr
+        assert "no capacity" in result.stderr
+        assert len(run_plane.live_instances()) == 1
+    finally:
+        holder.send_signal(signal.SIGINT)
+        assert holder.wait(timeout=60) == exit_codes.SIGINT
+    run_plane.assert_nothing_left()
+
+
+def test_usage_errors_exit_2_and_rent_nothing(run_plane: RunPlane) -> None:
+    bad = (["--"], ["a100"], ["--timeout", "soon", "--", "true"], ["--env", "1X=2", "--", "true"])
+    for args in bad:
+        result = run_plane.run(*args)
+        assert result.returncode == exit_codes.USAGE, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    result = run_plane.run("a10O", "--no-sync", "--", "true")
+    assert result.returncode == exit_codes.USAGE
+    assert "did you mean" in result.stderr
+    assert run_plane.live_instances() == []
+
+
+def test_on_an_existing_instance_keeps_it(run_plane: RunPlane) -> None:
+    from tests.cli_runner import brev, ok
+
+    ok(brev("create", "cpu", "--name", "dev", "--timeout", "60s", env=run_plane.env()))
+    try:
+        result = run_plane.run("--on", "dev", "--no-sync", "--", "echo on-dev")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "on-dev\n"
+        assert "dev" in run_plane.live_instances()
+    finally:
+        ok(brev("delete", "dev", "-y", env=run_plane.env()))
+    run_plane.assert_nothing_left()
+
+
+def test_timing_of_echo_hi_on_a_node(run_plane: RunPlane) -> None:
+    """Not a speed test (bench/run.py is): the whole run finishes in bounded time."""
+    started = time.monotonic()
+    result = run_plane.run("--no-sync", "--", "echo hi")
+    assert result.returncode == 0 and result.stdout == "hi\n"
+    assert time.monotonic() - started < 30
