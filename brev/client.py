@@ -205,9 +205,26 @@ class BrevClient:
         return self._get(_TOKENS, self._org_path(org, "/tokens"))
 
     def create_token(
-        self, name: str, expires_in_seconds: int | None = None, org: str | None = None
+        self,
+        name: str,
+        expires_in_seconds: int | None = None,
+        org: str | None = None,
+        *,
+        scope: api.TokenScope | str | None = None,
+        max_price_per_hour: float | None = None,
+        max_gpus: int | None = None,
+        max_ttl_seconds: int | None = None,
     ) -> api.TokenCreated:
-        body = {"name": name, "expires_in_seconds": expires_in_seconds}
+        """A token of the caller for this org; scope `run` (with optional limits) for CI jobs:
+        offers, and only the instances it creates."""
+        body: dict[str, Any] = {"name": name, "expires_in_seconds": expires_in_seconds}
+        limits = {
+            "scope": str(scope) if scope is not None else None,
+            "max_price_per_hour": max_price_per_hour,
+            "max_gpus": max_gpus,
+            "max_ttl_seconds": max_ttl_seconds,
+        }
+        body.update({key: value for key, value in limits.items() if value is not None})
         response = self._request("POST", self._org_path(org, "/tokens"), body)
         return _parse(api.TokenCreated, response)
 
@@ -259,6 +276,16 @@ class BrevClient:
         body = {"seconds": seconds, "delete": delete}
         path = self._org_path(org, f"/instances/{name}/autostop")
         return _parse(api.InstanceDetail, self._request("PUT", path, body))
+
+    def set_ttl(self, name: str, seconds: int | None, org: str | None = None) -> api.InstanceDetail:
+        """Delete the instance `seconds` from now; None turns its TTL off."""
+        path = self._org_path(org, f"/instances/{name}/ttl")
+        return _parse(api.InstanceDetail, self._request("PUT", path, {"seconds": seconds}))
+
+    def renew_lease(self, name: str, org: str | None = None) -> api.Lease:
+        """Keep a `brev run` instance: its lease runs its length again from now."""
+        path = self._org_path(org, f"/instances/{name}/lease")
+        return _parse(api.Lease, self._request("POST", path))
 
     def providers(self, org: str | None = None) -> list[api.ProviderConfig]:
         return self._get(_PROVIDERS, self._org_path(org, "/providers"))

@@ -32,3 +32,15 @@ def format_duration(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def format_duration_exact(seconds: float) -> str:
+    """A duration as the units it is made of: `2h`, `1h30m`, `1d12h`, `45s`; what
+    parse_duration reads back when it is one unit."""
+    left = max(0, int(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size:
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    return "".join(parts) or "0s"

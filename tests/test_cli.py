@@ -38,6 +38,10 @@ TOKEN_KEYS = {
     "expires_at",
     "last_used_at",
     "revoked_at",
+    "scope",
+    "max_price_per_hour",
+    "max_gpus",
+    "max_ttl_seconds",
 }
 BOX_DRAWING = re.compile("[\u2500-\u257f]")
 
@@ -254,7 +258,7 @@ def test_ls_empty_then_seeded(account: Account) -> None:
     table = ok(brev("ls", env=env)).stdout
     assert not BOX_DRAWING.search(table), table
     header, *rows = table.splitlines()
-    columns = ["NAME", "STATUS", "HEALTH", "GPU", "PROVIDER", "$/H", "AGE"]
+    columns = ["NAME", "STATUS", "HEALTH", "GPU", "PROVIDER", "$/H", "AGE", "EXPIRES"]
     assert header.split() == columns
     assert len(rows) == 2
     starts = [header.index(c) for c in columns]
@@ -267,8 +271,9 @@ def test_ls_empty_then_seeded(account: Account) -> None:
         cells = [
             row[start:end].strip() for start, end in zip(starts, [*starts[1:], None], strict=True)
         ]
-        assert cells[:-1] == expected[cells[0]], row
-        assert re.fullmatch(r"\d+[smhd]", cells[-1]), row
+        assert cells[:-2] == expected[cells[0]], row
+        assert re.fullmatch(r"\d+[smhd]", cells[-2]), row
+        assert cells[-1] == "-", row  # no TTL, no lease
 
 
 # -- one-line errors --------------------------------------------------------------------

@@ -217,7 +217,8 @@ def test_create_ls_show_stop_start_delete(user: User) -> None:
 
     # brev ls: the row, with where it runs and what it costs.
     table = ok(user.brev("ls")).stdout.splitlines()
-    assert table[0].split() == ["NAME", "STATUS", "HEALTH", "GPU", "PROVIDER", "$/H", "AGE"]
+    columns = ["NAME", "STATUS", "HEALTH", "GPU", "PROVIDER", "$/H", "AGE", "EXPIRES"]
+    assert table[0].split() == columns
     [row] = table[1:]
     assert row.startswith(name)
     assert "running" in row.split()

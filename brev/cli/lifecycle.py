@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,7 +13,7 @@ import typer
 
 from brev.cli.gpus import print_gpu_table
 from brev.cli.login_state import connect
-from brev.cli.output import age, note, print_json, print_table, when
+from brev.cli.output import age, note, print_json, print_table, until, when
 from brev.duration import InvalidDuration, parse_duration
 from brev.errors import BrevError
 
@@ -50,6 +51,9 @@ def create(
         str | None, typer.Option(help="stop after this long idle (GPUs < 5 %, no SSH), e.g. 30m")
     ] = None,
     autostop_delete: Annotated[bool, typer.Option(help="autostop deletes instead")] = False,
+    ttl: Annotated[
+        str | None, typer.Option(help="delete it this long after creation, e.g. 4h")
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option(help="print the placements it would try; create nothing")
     ] = False,
@@ -70,6 +74,10 @@ def create(
         autostop_seconds = parse_duration(autostop) if autostop else None
     except InvalidDuration as exc:
         raise BrevError(f"--autostop: {exc}") from None
+    try:
+        ttl_seconds = parse_duration(ttl) if ttl else None
+    except InvalidDuration as exc:
+        raise BrevError(f"--ttl: {exc}") from None
     script = None
     if startup_script is not None:
         try:
@@ -94,6 +102,7 @@ def create(
         idempotency_key=f"cli-{uuid.uuid4().hex}",
         autostop_seconds=autostop_seconds,
         autostop_delete=autostop_delete,
+        ttl_seconds=ttl_seconds,
     )
     with connect() as client:
         if dry_run:
@@ -235,6 +244,8 @@ def show(
             "created",
             f"{when(instance.created_at)} by {instance.created_by}, {age(instance.created_at)} ago",
         ],
+        ["ttl", _deadline(instance.expires_at, "deleted")],
+        ["lease", _deadline(instance.run_lease_until, "deleted unless `brev run` renews it")],
     ]
     print_table(["field", "value"], rows)
     if instance.last_heartbeat_at is not None:
@@ -248,6 +259,12 @@ def show(
             ["when", "event", "details"],
             [[when(e.created_at), e.action, _details(e.details)] for e in instance.events],
         )
+
+
+def _deadline(moment: datetime | None, what: str) -> str:
+    if moment is None:
+        return "-"
+    return f"{what} {until(moment)} ({when(moment)} UTC)"
 
 
 def _print_attempts(instance: api.InstanceDetail) -> None:
@@ -362,6 +379,27 @@ def autostop(
         note(f"{name} will {verb} after {after} idle (every GPU under 5 %, no SSH session).")
 
 
+def ttl(
+    name: Annotated[str, typer.Argument(help="instance name")],
+    after: Annotated[str, typer.Argument(help="delete it this long from now, e.g. 2h; or off")],
+) -> None:
+    """Delete an instance this long from now (its TTL); off: keep it."""
+    if after.strip().lower() == "off":
+        seconds = None
+    else:
+        try:
+            seconds = parse_duration(after)
+        except InvalidDuration as exc:
+            raise BrevError(f"ttl: {exc}, or off") from None
+    with connect() as client:
+        instance = client.set_ttl(name, seconds)
+    if instance.expires_at is None:
+        note(f"TTL is off for {name}: it runs until deleted.")
+    else:
+        end = instance.expires_at
+        note(f"{name} will be deleted {until(end)} ({when(end)} UTC).")
+
+
 def register(app: typer.Typer) -> None:
-    for command in (create, show, start, stop, delete, autostop):
+    for command in (create, show, start, stop, delete, autostop, ttl):
         app.command(rich_help_panel=PANEL)(command)

@@ -41,7 +41,7 @@ def fetch_instances() -> list[dict[str, Any]] | None:
 def print_instances(
     instances: Sequence[Mapping[str, Any]], org: str | None, json_output: bool
 ) -> None:
-    from brev.cli.output import age, note, print_table
+    from brev.cli.output import age, note, print_table, until
 
     if json_output:
         # What print_json prints for the same models: two-space indent, UTF-8 as is.
@@ -61,10 +61,21 @@ def print_instances(
             "/".join(p for p in (i.get("provider"), i.get("node") or i.get("region")) if p) or "-",
             f"{i['price_per_hour']:.2f}" if i.get("price_per_hour") is not None else "-",
             age(datetime.fromisoformat(i["created_at"])),
+            until(_first_end(i)),
         ]
         for i in instances
     ]
-    print_table(["name", "status", "health", "gpu", "provider", "$/h", "age"], rows)
+    print_table(["name", "status", "health", "gpu", "provider", "$/h", "age", "expires"], rows)
+
+
+def _first_end(instance: Mapping[str, Any]) -> datetime | None:
+    """When the plane deletes it: the earlier of its TTL and its run's lease."""
+    ends = [
+        datetime.fromisoformat(instance[key])
+        for key in ("expires_at", "run_lease_until")
+        if instance.get(key)
+    ]
+    return min(ends, default=None)
 
 
 def fast_ls(json_output: bool) -> bool:

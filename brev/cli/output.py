@@ -65,5 +65,14 @@ def age(moment: datetime) -> str:
     return format_duration((datetime.now(UTC) - moment).total_seconds())
 
 
+def until(moment: datetime | None, never: str = "-") -> str:
+    """How far off a moment is, e.g. `in 1h`; `now` once it has passed."""
+    if moment is None:
+        return never
+    left = (moment - datetime.now(UTC)).total_seconds()
+    # Half a minute more: a TTL set to 2h a moment ago reads `in 2h`, not `in 1h`.
+    return f"in {format_duration(left + 30)}" if left >= 1 else "now"
+
+
 def when(moment: datetime | None, never: str = "never") -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment else never

@@ -17,7 +17,7 @@ from brev import __version__, api
 from brev.catalog.offers import use_overlay
 from brev.server.admission import AdmissionLimit
 from brev.server.db.engine import make_engine, make_sessionmaker
-from brev.server.errors import InvalidInput, ServiceError
+from brev.server.errors import InvalidInput, ServiceError, TokenLimit
 from brev.server.ingest import ReportIngest
 from brev.server.metrics import Metrics, MetricsMiddleware
 from brev.server.provider_registry import make_provider
@@ -138,6 +138,9 @@ def _add_error_handlers(app: FastAPI) -> None:
             # The same shape as a request validation error: "field: reason", and the field.
             fields = [api.FieldError(field=exc.field, reason=exc.message)]
             return _error(exc.status_code, exc.code, f"{exc.field}: {exc.message}", fields)
+        if isinstance(exc, TokenLimit):  # the limit as a field too, for scripts to act on
+            fields = [api.FieldError(field=exc.limit, reason=exc.message)]
+            return _error(exc.status_code, exc.code, exc.message, fields)
         return _error(exc.status_code, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)

@@ -32,6 +32,11 @@ class Principal:
     token_org_id: str | None
     token_instance_id: str | None = None
     token_node_id: str | None = None
+    # `run`: a CI token (brev.server.services.run_tokens); its limits, None where unlimited.
+    token_scope: str | None = None
+    max_price_per_hour: float | None = None
+    max_gpus: int | None = None
+    max_ttl_seconds: int | None = None
 
 
 def new_secret() -> str:
@@ -81,4 +86,8 @@ def check(token: ApiToken, user: User, now: datetime) -> Principal:
         token_org_id=token.org_id,
         token_instance_id=token.instance_id,
         token_node_id=token.node_id,
+        token_scope=token.scope,
+        max_price_per_hour=token.max_price_per_hour,
+        max_gpus=token.max_gpus,
+        max_ttl_seconds=token.max_ttl_seconds,
     )

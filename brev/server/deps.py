@@ -8,8 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
+from brev import api
 from brev.server.auth import Principal, authenticate
 from brev.server.errors import Forbidden
+from brev.server.services import run_tokens
 from brev.server.services.scope import OrgContext, org_context
 
 
@@ -34,6 +36,10 @@ def get_principal(request: Request, session: DbSession) -> Principal:
     principal = authenticate(session, bearer(request))
     if principal.token_kind != "user":  # noqa: S105
         raise Forbidden("an agent token can only report for its own instance or node")
+    # Every user route comes through here, so a run token's limits on routes live in one place.
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path).removeprefix(api.API_PREFIX)
+    run_tokens.check_route(principal, request.method, path)
     return principal
 
 

@@ -32,6 +32,18 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
+class TokenLimit(ServiceError):
+    """A request over a limit of the caller's run-scoped token; `limit` names which
+    (max_price_per_hour, max_gpus, max_ttl_seconds), also as the error's field."""
+
+    status_code = 403
+    code = "token_limit"
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 class Conflict(ServiceError):
     status_code = 409
     code = "conflict"

@@ -29,6 +29,8 @@ class ServerSettings:
     node_install_wait: float = 60.0
     # Users' SSH certificates: short, so that losing the org loses access within this time.
     ssh_certificate_hours: float = 12.0
+    # `brev run`: the lease a run-scoped token's instance gets when the create names none.
+    run_lease_seconds: int = 300
 
     @classmethod
     def load(
@@ -51,6 +53,7 @@ class ServerSettings:
             node_report_interval=float(os.environ.get("BREV_NODE_REPORT_INTERVAL", "10")),
             node_install_wait=float(os.environ.get("BREV_NODE_INSTALL_WAIT", "60")),
             ssh_certificate_hours=float(os.environ.get("BREV_SSH_CERTIFICATE_HOURS", "12")),
+            run_lease_seconds=int(os.environ.get("BREV_RUN_LEASE_SECONDS", "300")),
         )
 
     @property

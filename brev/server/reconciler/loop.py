@@ -21,7 +21,7 @@ from brev.api import InstanceStatus as S
 from brev.providers.base import Provider
 from brev.server.db.engine import transaction
 from brev.server.db.models import Instance, Org, Plane, utcnow
-from brev.server.reconciler import autostop, claims, health, retention, sweep
+from brev.server.reconciler import autostop, claims, expiry, health, retention, sweep
 from brev.server.reconciler.steps import Change, Recorder, Snapshot, Timing, step
 from brev.server.secrets import SecretBox
 from brev.server.services import events, first_boot, provider_configs
@@ -84,6 +84,7 @@ class Reconciler:
                 health.mark_silent_instances(self._sessions)
                 health.forget_abandoned_installs(self._sessions)
                 autostop.stop_idle_instances(self._sessions)
+                expiry.delete_expired_instances(self._sessions)
                 self._retention.maybe_compact()
                 if time.monotonic() - self._last_sweep >= self._sweep_every.total_seconds():
                     self._last_sweep = time.monotonic()

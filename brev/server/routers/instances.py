@@ -2,11 +2,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from brev import api
 from brev.server.deps import DbSession, InOrg
-from brev.server.services import gpu_metrics, instance_actions, instances, provisioning
+from brev.server.services import (
+    gpu_metrics,
+    instance_actions,
+    instance_lifetime,
+    instances,
+    provisioning,
+)
 
 router = APIRouter(tags=["instances"])
 
@@ -24,10 +30,11 @@ def plan_instance(session: DbSession, ctx: InOrg, body: api.InstanceCreate) -> a
 
 @router.post("/orgs/{org}/instances", status_code=201)
 def create_instance(
-    session: DbSession, ctx: InOrg, body: api.InstanceCreate, response: Response
+    request: Request, session: DbSession, ctx: InOrg, body: api.InstanceCreate, response: Response
 ) -> api.InstanceDetail:
     """201 and a pending instance; 200 and the first one when the idempotency key was seen."""
-    detail, created = provisioning.create(session, ctx, body)
+    lease = request.app.state.settings.run_lease_seconds
+    detail, created = provisioning.create(session, ctx, body, default_lease_seconds=lease)
     if not created:
         response.status_code = 200
     return detail
@@ -63,6 +70,19 @@ def set_autostop(
 ) -> api.InstanceDetail:
     """Stop (or delete) the instance once it stayed idle this long; `seconds: null` turns it off."""
     return instance_actions.set_autostop(session, ctx, name, body)
+
+
+@router.put("/orgs/{org}/instances/{name}/ttl")
+def set_ttl(session: DbSession, ctx: InOrg, name: str, body: api.Ttl) -> api.InstanceDetail:
+    """Delete the instance this many seconds from now; `seconds: null` turns the TTL off."""
+    return instance_lifetime.set_ttl(session, ctx, name, body)
+
+
+@router.post("/orgs/{org}/instances/{name}/lease")
+def renew_lease(session: DbSession, ctx: InOrg, name: str) -> api.Lease:
+    """`brev run` keeps its instance: the lease runs its length again from now (409 for an
+    instance without one, or one being deleted)."""
+    return instance_lifetime.renew_lease(session, ctx, name)
 
 
 @router.delete("/orgs/{org}/instances/{name}")

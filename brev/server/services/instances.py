@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from brev import api
 from brev.server.db.models import Instance, Node, User
 from brev.server.errors import NotFound
-from brev.server.services import events
+from brev.server.services import events, run_tokens
 from brev.server.services.scope import OrgContext
 
 # `brev ls` reads every live instance of an org: selecting just the API's columns and
@@ -35,7 +35,7 @@ def _live(ctx: OrgContext) -> Select[Any]:
         )
         .join(User, User.id == Instance.created_by_id)
         .outerjoin(Node, Node.id == Instance.node_id)
-        .where(Instance.org_id == ctx.org.id, Instance.deleted_at.is_(None))
+        .where(*run_tokens.visible(ctx), Instance.deleted_at.is_(None))
     )
 
 
@@ -47,8 +47,9 @@ def list_instances(session: Session, ctx: OrgContext) -> list[api.Instance]:
 def find(
     session: Session, ctx: OrgContext, name: str, *, include_deleted: bool = False
 ) -> Instance:
-    """The org's instance called `name` (the newest, when deleted ones count); NotFound."""
-    query = select(Instance).where(Instance.org_id == ctx.org.id, Instance.name == name)
+    """The org's instance called `name` (the newest, when deleted ones count); NotFound, also
+    for one the caller may not see (another token's, for a run token)."""
+    query = select(Instance).where(*run_tokens.visible(ctx), Instance.name == name)
     if not include_deleted:
         query = query.where(Instance.deleted_at.is_(None))
     row = session.scalars(query.order_by(Instance.created_at.desc()).limit(1)).first()

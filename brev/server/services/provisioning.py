@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
@@ -13,9 +14,15 @@ from sqlalchemy.orm import Session
 from brev import api
 from brev.catalog.gpus import GpuSpec, GpuSpecError, gpu_family, parse_gpu_spec
 from brev.catalog.offers import OfferQuery, UnknownProvider, check_providers, find_offers
-from brev.server.db.models import Instance
+from brev.server.db.models import Instance, utcnow
 from brev.server.errors import Conflict, InvalidInput
-from brev.server.services import events, node_instances, provider_configs, scheduler
+from brev.server.services import (
+    events,
+    node_instances,
+    provider_configs,
+    run_tokens,
+    scheduler,
+)
 from brev.server.services.instances import get_detail
 from brev.server.services.names import generate_name
 from brev.server.services.scope import OrgContext
@@ -26,7 +33,9 @@ MAX_PLACEMENTS = int(os.environ.get("BREV_MAX_PLACEMENTS", "12"))
 
 def plan(session: Session, ctx: OrgContext, body: api.InstanceCreate) -> api.InstancePlan:
     """The placements a create would try: free GPUs of the org's registered nodes first (it
-    owns them), then the clouds it has credentials for, cheapest first."""
+    owns them), then the clouds it has credentials for, cheapest first; for a run token, only
+    those within its limits."""
+    run_tokens.check_max_price(ctx, body)
     catalogs = scheduler.catalogs_for(session, ctx.org.id)
     try:
         spec = parse_gpu_spec(body.gpu, catalogs.every)
@@ -73,6 +82,7 @@ def plan(session: Session, ctx: OrgContext, body: api.InstanceCreate) -> api.Ins
             f"no {'spot ' if body.spot else ''}offer for {spec} on {', '.join(sorted(wanted))}"
             f"{where}{cap}; see `brev search {spec}`",
         )
+    placements = run_tokens.limit_plan(ctx, spec, placements)
     return api.InstancePlan(gpu=str(spec), placements=placements[:MAX_PLACEMENTS])
 
 
@@ -144,27 +154,31 @@ def _no_capacity(spec: GpuSpec, wanted: set[str]) -> scheduler.NoCapacity:
 
 
 def create(
-    session: Session, ctx: OrgContext, body: api.InstanceCreate
+    session: Session, ctx: OrgContext, body: api.InstanceCreate, *, default_lease_seconds: int
 ) -> tuple[api.InstanceDetail, bool]:
     """The new instance (pending) and True; or, for a repeated idempotency key, the first
-    instance and False."""
+    instance and False. `default_lease_seconds`: the lease of a run token's instance when the
+    body names none."""
     if body.idempotency_key:
         existing = session.scalar(
             select(Instance).where(
-                Instance.org_id == ctx.org.id, Instance.idempotency_key == body.idempotency_key
+                *run_tokens.visible(ctx), Instance.idempotency_key == body.idempotency_key
             )
         )
         if existing is not None:
             return get_detail(session, ctx, existing.name, include_deleted=True), False
+    body = run_tokens.limit_create(ctx, body, default_lease_seconds)
     chosen = plan(session, ctx, body)
     local = [p for p in chosen.placements if p.provider == scheduler.LOCAL]
     first = chosen.placements[0]
     name = body.name or _generated_name(session, ctx, first.gpu_model)
     if session.scalar(_live_named(ctx, name)) is not None:
         raise Conflict(f"an instance named '{name}' already exists in org '{ctx.org.name}'")
+    now = utcnow()
     instance = Instance(
         org_id=ctx.org.id,
         name=name,
+        created_at=now,  # the TTL counts from it: expires_at - created_at is the TTL
         status=api.InstanceStatus.PENDING,
         desired_status=api.InstanceStatus.RUNNING,
         gpu_spec=None if chosen.gpu == "any" else chosen.gpu,
@@ -183,7 +197,13 @@ def create(
         autostop_idle_seconds=body.autostop_seconds,
         autostop_delete=body.autostop_delete,
         created_by_id=ctx.principal.user_id,
+        created_by_token_id=ctx.principal.token_id,
     )
+    if body.ttl_seconds is not None:
+        instance.expires_at = now + timedelta(seconds=body.ttl_seconds)
+    if body.run_lease_seconds is not None:
+        instance.run_lease_seconds = body.run_lease_seconds
+        instance.run_lease_until = now + timedelta(seconds=body.run_lease_seconds)
     if body.idempotency_key:
         instance.idempotency_key = body.idempotency_key
     session.add(instance)
@@ -195,7 +215,11 @@ def create(
         ) from None
     if local:
         _place_on_node(session, instance, local, chosen.placements[len(local) :])
-    details = {"gpu": chosen.gpu, "placements": len(chosen.placements)}
+    details: dict[str, object] = {"gpu": chosen.gpu, "placements": len(chosen.placements)}
+    if body.ttl_seconds is not None:
+        details["ttl_seconds"] = body.ttl_seconds
+    if body.run_lease_seconds is not None:
+        details["run_lease_seconds"] = body.run_lease_seconds
     events.about_instance(
         session, instance, "instance.create", details, actor_id=ctx.principal.user_id
     )

@@ -19,7 +19,7 @@ from brev import api
 from brev.server.db.models import Instance, Node, utcnow
 from brev.server.errors import InvalidInput
 from brev.server.secrets import SecretBox
-from brev.server.services import scheduler, ssh_ca
+from brev.server.services import run_tokens, scheduler, ssh_ca
 from brev.server.services.scope import OrgContext
 
 # The login on the clouds' GPU images (AWS Deep Learning AMIs, GCP Deep Learning VMs).
@@ -50,7 +50,7 @@ def certificate(
     instances = list(
         session.scalars(
             select(Instance)
-            .where(Instance.org_id == ctx.org.id, Instance.deleted_at.is_(None))
+            .where(*run_tokens.visible(ctx), Instance.deleted_at.is_(None))
             .order_by(Instance.name)
         )
     )
@@ -59,7 +59,7 @@ def certificate(
         (_instance_target(i, nodes.get(i.node_id or "")), instance_principal(i.id))
         for i in instances
     ]
-    if ctx.role == api.Role.ADMIN:
+    if ctx.role == api.Role.ADMIN and not run_tokens.is_run(ctx.principal):
         machines += [(_node_target(n), node_principal(n.id)) for n in nodes.values()]
     now = utcnow()
     ca_key = ssh_ca.private_key(session, box)

@@ -11,7 +11,7 @@ from brev import api
 from brev.api import Role
 from brev.server.auth import hash_secret, new_secret, visible_prefix
 from brev.server.db.models import ApiToken, Org, User, utcnow
-from brev.server.errors import Conflict, NotFound
+from brev.server.errors import Conflict, InvalidInput, NotFound
 from brev.server.services import events
 from brev.server.services.scope import OrgContext
 
@@ -23,6 +23,10 @@ def issue(
     org_id: str | None,
     name: str,
     expires_in_seconds: int | None = None,
+    scope: api.TokenScope | None = None,
+    max_price_per_hour: float | None = None,
+    max_gpus: int | None = None,
+    max_ttl_seconds: int | None = None,
 ) -> tuple[ApiToken, str]:
     """A new token and its secret. The secret exists only in the return value."""
     secret = new_secret()
@@ -35,10 +39,17 @@ def issue(
         secret_hash=hash_secret(secret),
         created_at=now,
         expires_at=now + timedelta(seconds=expires_in_seconds) if expires_in_seconds else None,
+        scope=scope.value if scope else None,
+        max_price_per_hour=max_price_per_hour,
+        max_gpus=max_gpus,
+        max_ttl_seconds=max_ttl_seconds,
     )
     session.add(token)
     session.flush()
     return token, secret
+
+
+LIMITS = ("max_price_per_hour", "max_gpus", "max_ttl_seconds")
 
 
 def _active_by_name(session: Session, user_id: str, name: str) -> ApiToken | None:
@@ -50,8 +61,14 @@ def _active_by_name(session: Session, user_id: str, name: str) -> ApiToken | Non
 
 
 def create_token(session: Session, ctx: OrgContext, body: api.TokenCreate) -> api.TokenCreated:
-    """A token of the caller limited to the context's org: what a CI job should hold."""
+    """A token of the caller limited to the context's org: what a CI job should hold (scope
+    `run`: only what `brev run` needs, within its limits; see services/run_tokens.py)."""
     user_id = ctx.principal.user_id
+    limits = {field: getattr(body, field) for field in LIMITS}
+    if body.scope is None:
+        for field, value in limits.items():
+            if value is not None:
+                raise InvalidInput(field, "limits apply to run-scoped tokens only: add scope run")
     if _active_by_name(session, user_id, body.name) is not None:
         raise Conflict(
             f"you already have a token named '{body.name}'; revoke it first or choose another name"
@@ -62,6 +79,8 @@ def create_token(session: Session, ctx: OrgContext, body: api.TokenCreate) -> ap
         org_id=ctx.org.id,
         name=body.name,
         expires_in_seconds=body.expires_in_seconds,
+        scope=body.scope,
+        **limits,
     )
     events.record(
         session,
@@ -71,7 +90,7 @@ def create_token(session: Session, ctx: OrgContext, body: api.TokenCreate) -> ap
         object_type="token",
         object_id=token.id,
         object_name=token.name,
-        details={"prefix": token.prefix, "expires_at": _iso(token)},
+        details={"prefix": token.prefix, "expires_at": _iso(token), "scope": token.scope, **limits},
     )
     return api.TokenCreated(token=_to_api(token, ctx.org.name, ctx.principal.email), secret=secret)
 
@@ -146,4 +165,8 @@ def _to_api(token: ApiToken, org_name: str | None, owner: str) -> api.Token:
         expires_at=token.expires_at,
         last_used_at=token.last_used_at,
         revoked_at=token.revoked_at,
+        scope=api.TokenScope(token.scope) if token.scope else None,
+        max_price_per_hour=token.max_price_per_hour,
+        max_gpus=token.max_gpus,
+        max_ttl_seconds=token.max_ttl_seconds,
     )
