@@ -287,6 +287,11 @@ class BrevClient:
         path = self._org_path(org, f"/instances/{name}/lease")
         return _parse(api.Lease, self._request("POST", path))
 
+    def release_lease(self, name: str, org: str | None = None) -> api.InstanceDetail:
+        """The instance outlives its `brev run` (--keep): no lease; its TTL still applies."""
+        path = self._org_path(org, f"/instances/{name}/lease")
+        return _parse(api.InstanceDetail, self._request("DELETE", path))
+
     def providers(self, org: str | None = None) -> list[api.ProviderConfig]:
         return self._get(_PROVIDERS, self._org_path(org, "/providers"))
 

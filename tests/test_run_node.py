@@ -154,3 +154,94 @@ def test_timing_of_echo_hi_on_a_node(run_plane: RunPlane) -> None:
     result = run_plane.run("--no-sync", "--", "echo hi")
     assert result.returncode == 0 and result.stdout == "hi\n"
     assert time.monotonic() - started < 30
+
+
+def test_the_ttl_ends_a_run_with_its_own_code(run_plane: RunPlane) -> None:
+    started = time.monotonic()
+    result = run_plane.run("--ttl", "3s", "--no-sync", "--", "sleep 60")
+    assert result.returncode == exit_codes.TIMEOUT, result.stderr
+    assert "TTL" in result.stderr
+    assert time.monotonic() - started < 30
+    run_plane.assert_nothing_left()
+
+
+def test_a_missing_out_path_warns_and_keeps_the_exit_code(
+    run_plane: RunPlane, tmp_path: Path
+) -> None:
+    result = brev_in(
+        run_plane,
+        tmp_path,
+        "--no-sync",
+        "--out",
+        "made.txt",
+        "--out",
+        "absent.txt",
+        "--",
+        "echo result > made.txt; exit 4",
+    )
+    assert result.returncode == 4, result.stderr
+    assert (tmp_path / "made.txt").read_text() == "result\n"
+    assert "absent.txt" in result.stderr and "warning" in result.stderr
+    run_plane.assert_nothing_left()
+
+
+def brev_in(
+    run_plane: RunPlane, cwd: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    process = run_plane.start_run(*args, cwd=cwd, **env)
+    out, err = process.communicate(timeout=90)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def test_sync_sends_the_directory_honouring_ignores_and_out_comes_back(
+    run_plane: RunPlane, tmp_path: Path
+) -> None:
+    work = tmp_path / "project"
+    (work / "src").mkdir(parents=True)
+    (work / "src" / "test.sh").write_text("echo tested > results/report.txt\n")
+    (work / ".gitignore").write_text("*.log\n")
+    (work / ".brevignore").write_text("data/\n")
+    (work / "debug.log").write_text("not sent")
+    (work / "data").mkdir()
+    (work / "data" / "big.bin").write_text("not sent")
+    result = brev_in(
+        run_plane,
+        work,
+        "--out",
+        "results",
+        "--out",
+        "listing.txt:out/listing.txt",
+        "--",
+        "mkdir -p results; sh src/test.sh; find . -type f | sort > listing.txt",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (work / "results" / "report.txt").read_text() == "tested\n"
+    listing = (work / "out" / "listing.txt").read_text().split()
+    assert "./src/test.sh" in listing and "./.gitignore" in listing
+    assert "./debug.log" not in listing and "./data/big.bin" not in listing
+    run_plane.assert_nothing_left()
+
+
+def test_keep_leaves_the_instance_without_a_lease(run_plane: RunPlane) -> None:
+    from tests.cli_runner import brev, ok
+
+    result = run_plane.run("--keep", "--name", "kept", "--no-sync", "--", "echo kept")
+    assert result.returncode == 0, result.stderr
+    assert "brev shell kept" in result.stderr
+    [instance] = run_plane.client.instances()
+    assert instance.name == "kept" and instance.run_lease_until is None
+    ok(brev("delete", "kept", "-y", env=run_plane.env()))
+    run_plane.assert_nothing_left()
+
+
+def test_a_second_signal_skips_to_deletion(run_plane: RunPlane) -> None:
+    process = run_plane.start_run("--no-sync", "--", "trap '' TERM INT; echo started; sleep 60")
+    assert process.stdout is not None
+    assert process.stdout.readline() == "started\n"
+    process.send_signal(signal.SIGTERM)
+    wait_for_line(process, "forwarding the signal")
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == exit_codes.SIGTERM
+    assert time.monotonic() - started < 8  # not the 10 s grace
+    run_plane.assert_nothing_left()

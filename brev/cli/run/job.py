@@ -8,10 +8,12 @@ instance holds a lease that only this process renews (lease.py)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from brev import api
@@ -63,6 +65,7 @@ class Job:
         self.session: SshSession | None = None
         self.remote: RemoteCommand | None = None
         self.layout = RemoteLayout(uuid.uuid4().hex[:12], synced=options.sync)
+        self.ttl_deadline: float | None = None  # monotonic: when the plane deletes it
 
     def run(self) -> int:
         self.cancel.install()
@@ -97,6 +100,9 @@ class Job:
             raise Abort(self.cancel.signum)
         instance = wait_running(self.client, name, deadline, self._progress)
         self._describe(instance)
+        if instance.expires_at is not None:
+            left = (instance.expires_at - datetime.now(UTC)).total_seconds()
+            self.ttl_deadline = time.monotonic() + left
         self.session = self._connect(name, deadline)
         self.report.event("ready", f"{name} is ready", instance=name)
         if self.o.sync:
@@ -201,19 +207,32 @@ class Job:
 
     def _wait_command(self) -> int:
         assert self.remote is not None
-        code = self.remote.wait(lambda: self.cancel.requested)
+        code = self.remote.wait(lambda: self.cancel.requested or self._ttl_reached())
+        if code is None and not self.cancel.requested:
+            # The plane deletes the instance now; on a node that leaves running sessions be.
+            self._stop_command(signal.SIGTERM, "the instance's TTL is up: stopping the command")
+            raise RunFailure("the instance's TTL ended the run", exit_codes.TIMEOUT)
         if code is None:  # a signal: hand it on, give the command a moment to end
             assert self.cancel.signum is not None
-            self.report.event("signalled", "forwarding the signal to the command")
-            self.remote.signal(self.cancel.signum)
-            deadline = time.monotonic() + CANCEL_GRACE_S
-            code = self.remote.wait(lambda: time.monotonic() > deadline)
-            if code is None:
-                self.remote.kill()
-                code = self.cancel.exit_code()
+            code = self._stop_command(self.cancel.signum, "forwarding the signal to the command")
+            code = self.cancel.exit_code() if code is None else code
         if code == SSH_FAILED or code < 0:  # ssh failed, or was killed: ask the machine
             code = self._after_ssh_failure()
         self.report.event("exited", f"the command exited {code}", exit_code=code)
+        return code
+
+    def _ttl_reached(self) -> bool:
+        return self.ttl_deadline is not None and time.monotonic() >= self.ttl_deadline
+
+    def _stop_command(self, signum: int, why: str) -> int | None:
+        """Signal the command and give it CANCEL_GRACE_S to end; its exit code, or None."""
+        assert self.remote is not None
+        self.report.event("signalled", why, signal=signal.Signals(signum).name)
+        self.remote.signal(signum)
+        deadline = time.monotonic() + CANCEL_GRACE_S
+        code = self.remote.wait(lambda: time.monotonic() > deadline)
+        if code is None:
+            self.remote.kill()
         return code
 
     def _after_ssh_failure(self) -> int:

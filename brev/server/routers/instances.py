@@ -85,6 +85,12 @@ def renew_lease(session: DbSession, ctx: InOrg, name: str) -> api.Lease:
     return instance_lifetime.renew_lease(session, ctx, name)
 
 
+@router.delete("/orgs/{org}/instances/{name}/lease")
+def release_lease(session: DbSession, ctx: InOrg, name: str) -> api.InstanceDetail:
+    """`brev run --keep`: the instance stays after the run; its TTL, if any, still applies."""
+    return instance_lifetime.release_lease(session, ctx, name)
+
+
 @router.delete("/orgs/{org}/instances/{name}")
 def delete_instance(session: DbSession, ctx: InOrg, name: str) -> api.InstanceDetail:
     return instance_actions.delete(session, ctx, name)

@@ -59,6 +59,21 @@ def renew_lease(session: Session, ctx: OrgContext, name: str) -> api.Lease:
     return api.Lease(instance=instance.name, run_lease_until=instance.run_lease_until)
 
 
+def release_lease(session: Session, ctx: OrgContext, name: str) -> api.InstanceDetail:
+    """`brev run --keep`: the instance outlives the run, so no lease; its TTL still holds."""
+    instance = find(session, ctx, name)
+    _refuse_if_deleting(instance, "release the lease of")
+    if instance.run_lease_seconds is not None:
+        instance.run_lease_seconds = None
+        instance.run_lease_until = None
+        instance.updated_at = utcnow()
+        events.about_instance(
+            session, instance, "instance.lease_released", actor_id=ctx.principal.user_id
+        )
+        session.flush()
+    return get_detail(session, ctx, instance.name)
+
+
 def _refuse_if_deleting(instance: Instance, verb: str) -> None:
     if instance.desired_status == S.DELETED or instance.status == S.DELETING:
         raise Conflict(f"cannot {verb} '{instance.name}': it is being deleted")

@@ -34,6 +34,7 @@ ALLOWED_ROUTES = frozenset(
         ("GET", "/orgs/{org}/instances/{name}"),
         ("DELETE", "/orgs/{org}/instances/{name}"),
         ("POST", "/orgs/{org}/instances/{name}/lease"),
+        ("DELETE", "/orgs/{org}/instances/{name}/lease"),
         ("PUT", "/orgs/{org}/instances/{name}/ttl"),
         ("POST", "/orgs/{org}/ssh/certificate"),
     }
