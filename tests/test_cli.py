@@ -402,9 +402,11 @@ def test_logout_recovers_from_an_unreadable_credentials_file(tmp_path: Path) -> 
 
 
 def test_the_fast_paths_import_no_heavy_package() -> None:
-    """`brev ls` and `brev exec` start without typer, httpx or pydantic (brev.cli.launch)."""
+    """`brev ls`, `brev exec` and `brev run --on` start without typer, httpx or pydantic
+    (brev.cli.launch)."""
     code = (
         "import sys, brev.cli.launch, brev.cli.listing, brev.ssh.config, brev.cli.login_state;"
+        "import brev.cli.run.fast, brev.cli.run.remote, brev.cli.run.ssh_session;"
         "print(sorted(m for m in ('typer', 'httpx', 'pydantic', 'rich') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

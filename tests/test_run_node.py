@@ -245,3 +245,34 @@ def test_a_second_signal_skips_to_deletion(run_plane: RunPlane) -> None:
     assert process.wait(timeout=30) == exit_codes.SIGTERM
     assert time.monotonic() - started < 8  # not the 10 s grace
     run_plane.assert_nothing_left()
+
+
+def test_on_with_no_sync_takes_the_fast_path_and_cleans_up(run_plane: RunPlane) -> None:
+    from tests.cli_runner import brev, ok
+
+    ok(brev("create", "cpu", "--name", "quick", "--timeout", "60s", env=run_plane.env()))
+    runs = run_plane.box.node_home / "instances" / "quick" / "brev-runs"
+    try:
+        for fast in ("1", "0"):  # the fast path, and the full CLI: the same behaviour
+            env = {"BREV_FAST": fast}
+            hi = run_plane.run("--on", "quick", "--no-sync", "--env", "X=1", "--", "echo $X", **env)
+            assert (hi.returncode, hi.stdout) == (0, "1\n"), hi.stderr
+            assert ("is ready" in hi.stderr) == (fast == "0")  # the fast path says nothing
+            assert (
+                run_plane.run("--on", "quick", "--no-sync", "--", "exit 9", **env).returncode == 9
+            )
+            assert (
+                run_plane.run("--on=quick", "--no-sync", "--", "exit 255", **env).returncode == 255
+            )
+            assert not runs.exists() or list(runs.iterdir()) == []
+        process = run_plane.start_run(
+            "--on", "quick", "--no-sync", "--", "trap 'exit 6' INT; echo started; sleep 60 & wait"
+        )
+        assert process.stdout is not None
+        assert process.stdout.readline() == "started\n"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == exit_codes.SIGINT
+        assert "quick" in run_plane.live_instances()
+    finally:
+        ok(brev("delete", "quick", "-y", env=run_plane.env()))
+    run_plane.assert_nothing_left()

@@ -1,8 +1,9 @@
-"""The `brev` console script. Two commands people wait on most run before typer, httpx or
-pydantic are imported (about 100-200 ms): `brev exec NAME -- CMD...` on a machine whose
-certificate and status are cached and fresh runs ssh at once, and `brev ls [--json]` asks the
-plane with urllib (brev.cli.listing). Everything else, and any failure, goes to the full CLI
-(brev.cli.main). BREV_FAST=0 turns both off."""
+"""The `brev` console script. The commands people wait on most run before typer, httpx or
+pydantic are imported (about 100-200 ms): `brev exec NAME -- CMD...` and `brev run --on NAME
+--no-sync -- CMD...` (brev.cli.run.fast) on a machine whose certificate and status are cached
+and fresh run ssh at once, and `brev ls [--json]` asks the plane with urllib (brev.cli.listing).
+Everything else, and any failure, goes to the full CLI
+(brev.cli.main). BREV_FAST=0 turns the fast paths off."""
 
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ def main() -> None:
         and not argv[1].startswith("-")
     ):
         code = _fast_exec(argv[1], argv[3:])
+        if code is not None:
+            sys.exit(code)
+    if fast and argv[:1] == ["run"]:
+        from brev.cli.run.fast import fast_run
+
+        code = fast_run(argv)
         if code is not None:
             sys.exit(code)
     from brev.cli.main import main as full_cli

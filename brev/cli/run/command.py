@@ -76,7 +76,8 @@ def run(
     error, 74 sync failed, 75 no capacity, 124 timeout or TTL, 255 connection lost, 130/143
     cancelled (SIGINT/SIGTERM: forwarded to the command first).
     """
-    from brev.cli.run.options import UsageError, build_options
+    from brev.cli.run.arguments import UsageError
+    from brev.cli.run.options import build_options
 
     if not _command:
         _usage("no command: brev run [GPU] [OPTIONS] -- CMD [ARGS...]")

@@ -19,6 +19,7 @@ from pathlib import Path
 from brev import api
 from brev.cli.run import exit_codes
 from brev.cli.run.acquire import RunFailure, rent, wait_running
+from brev.cli.run.arguments import Out
 from brev.cli.run.cancel import CREATING, RUNNING, TEARDOWN, Abort, Cancellation
 from brev.cli.run.lease import LeaseKeeper
 from brev.cli.run.remote import RemoteCommand, RemoteLayout
@@ -31,12 +32,6 @@ from brev.errors import BrevError
 CANCEL_GRACE_S = float(os.environ.get("BREV_RUN_CANCEL_GRACE", "10"))
 CANCEL_PULL_S = float(os.environ.get("BREV_RUN_CANCEL_PULL", "30"))
 SSH_FAILED = 255
-
-
-@dataclass(frozen=True)
-class Out:
-    remote: str
-    local: Path
 
 
 @dataclass

@@ -4,20 +4,17 @@ is rented."""
 from __future__ import annotations
 
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from brev import api
 from brev.cli.run import ci_env
-from brev.cli.run.job import Out, RunOptions
+from brev.cli.run.arguments import UsageError, parse_env, parse_out
+from brev.cli.run.job import RunOptions
 from brev.duration import InvalidDuration, parse_duration
 
 DEFAULT_LEASE = "5m"
-
-
-class UsageError(ValueError):
-    pass
 
 
 def build_options(
@@ -112,28 +109,3 @@ def _key_base(explicit: str | None, command: list[str], gpu: str | None, directo
             "--idempotency-key: 8 to 60 of letters, digits and _ . : -, e.g. the CI job's id"
         )
     return ci_env.idempotency_base(None, [gpu or "", *command], str(directory), explicit)
-
-
-def parse_env(pairs: list[str]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for pair in pairs:
-        key, equals, value = pair.partition("=")
-        if not key.isidentifier():
-            raise UsageError(f"--env {pair!r}: use NAME=VALUE (or NAME to pass this value on)")
-        if not equals:
-            if key not in os.environ:
-                raise UsageError(f"--env {key}: not set here; give its value as {key}=VALUE")
-            value = os.environ[key]
-        env[key] = value
-    return env
-
-
-def parse_out(text: str) -> Out:
-    """PATH[:LOCAL]; LOCAL defaults to PATH relative to here (its last part if absolute)."""
-    remote, _, local = text.partition(":")
-    if not remote:
-        raise UsageError(f"--out {text!r}: use PATH or PATH:LOCAL")
-    if not local:
-        path = PurePosixPath(remote)
-        local = path.name if path.is_absolute() or ".." in path.parts else remote
-    return Out(remote=remote, local=Path(local))

@@ -43,8 +43,13 @@ $launch /bin/sh -c 'echo $$ > "$1"; exec /bin/sh -c "$2"' brev-run "$state/pid" 
 status=$?
 echo "$status" > "$state/exit"
 kill "$lifeline" 2>/dev/null
-exit "$status"
+# What the command left in the background would hold the connection open: it goes too.
+p=$(cat "$state/pid" 2>/dev/null) && kill -TERM "-$p" 2>/dev/null
+{forget}exit "$status"
 """
+# When nothing is copied back afterwards, the wrapper removes its own state, and so saves a
+# round trip; but not after a 255, which the caller must tell apart from a lost connection.
+_FORGET = '[ "$status" = 255 ] || rm -rf "$state"\n'
 
 
 @dataclass(frozen=True)
@@ -61,9 +66,11 @@ class RemoteLayout:
         return f"{RUNS}/{self.run_id}.state"
 
 
-def wrapper(layout: RemoteLayout, command_line: str, env: Mapping[str, str]) -> str:
+def wrapper(
+    layout: RemoteLayout, command_line: str, env: Mapping[str, str], *, forget: bool = False
+) -> str:
     """The remote shell's script for one run of `command_line` (a shell line, as ssh and
-    `brev exec` take it) with `env` exported."""
+    `brev exec` take it) with `env` exported; `forget`: it removes its state when done."""
     for key in env:
         if not key.isidentifier():
             raise ValueError(f"not an environment variable name: {key!r}")
@@ -73,6 +80,7 @@ def wrapper(layout: RemoteLayout, command_line: str, env: Mapping[str, str]) -> 
         workdir=shlex.quote(layout.workdir),
         exports=exports,
         command=shlex.quote(command_line),
+        forget=_FORGET if forget else "",
     )
 
 
@@ -84,9 +92,9 @@ class RemoteCommand:
         self._layout = layout
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, command_line: str, env: Mapping[str, str]) -> None:
+    def start(self, command_line: str, env: Mapping[str, str], *, forget: bool = False) -> None:
         self._process = subprocess.Popen(
-            self._session.argv(wrapper(self._layout, command_line, env)),
+            self._session.argv(wrapper(self._layout, command_line, env, forget=forget)),
             stdin=subprocess.PIPE,  # the lifeline: closed when this process goes
             stdout=None,  # inherited: no copy through Python, so no buffering and no limit
             stderr=None,

@@ -11,7 +11,7 @@ import contextlib
 import shlex
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 # Seconds without an answer from the machine before ssh gives up: a dropped connection is
@@ -24,23 +24,34 @@ ALIVE_COUNT = 3
 class SshSession:
     config: Path  # our ssh_config (brev.ssh.config.paths().config)
     alias: str
-    control_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="brev-ssh-")))
+    # False: each command its own connection (one command in all: `run --on` fast path).
+    shared: bool = True
+    control_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.shared and self.control_dir is None:
+            self.control_dir = Path(tempfile.mkdtemp(prefix="brev-ssh-"))
 
     @property
-    def control_path(self) -> Path:
-        return self.control_dir / "master"
+    def control_path(self) -> Path | None:
+        return self.control_dir / "master" if self.control_dir is not None else None
 
     def options(self) -> list[str]:
         """ssh's arguments before the host: our config, the shared connection."""
+        shared = []
+        if self.control_path is not None:
+            shared = [
+                "-o",
+                "ControlMaster=auto",
+                "-o",
+                f"ControlPath={self.control_path}",
+                "-o",
+                "ControlPersist=120",
+            ]
         return [
             "-F",
             str(self.config),
-            "-o",
-            "ControlMaster=auto",
-            "-o",
-            f"ControlPath={self.control_path}",
-            "-o",
-            "ControlPersist=120",
+            *shared,
             "-o",
             f"ServerAliveInterval={ALIVE_INTERVAL_S}",
             "-o",
@@ -70,6 +81,8 @@ class SshSession:
 
     def close(self) -> None:
         """End the shared connection (and its ControlPersist master) and its socket folder."""
+        if self.control_path is None or self.control_dir is None:
+            return
         if self.control_path.exists():
             subprocess.run(
                 ["ssh", *self.options(), "-O", "exit", self.alias],
