@@ -116,14 +116,17 @@ def _run_brev(env: dict[str, str], *args: str, timeout: float = 120) -> str:
 
 
 @contextmanager
-def instance_on_a_box(root: Path) -> Iterator[tuple[LiveServer, SshBox, dict[str, str]]]:
-    """A plane, a node box with instance NAME on it, ssh_config written; the CLI's env."""
+def instance_on_a_box(
+    root: Path, plane_env: dict[str, str] = FAST, gpu: str = "h200:2"
+) -> Iterator[tuple[LiveServer, SshBox, dict[str, str]]]:
+    """A plane, a node box with instance NAME (`gpu`) on it, ssh_config written; the CLI's
+    env. bench/run.py shares it."""
     sys.path.insert(0, str(REPO))  # bench/ is first on sys.path; tests/ is a package at REPO
     from brev.client import BrevClient
     from tests.conftest import start_server, stop_server
     from tests.sshbox import kill_agents, make_box, make_user_key
 
-    server = start_server(root / "home", env_extra=FAST)
+    server = start_server(root / "home", env_extra=plane_env)
     box: SshBox | None = None
     try:
         env = server.env(BREV_API_URL=server.url, BREV_TOKEN=server.admin_token, BREV_ORG="default")
@@ -140,7 +143,7 @@ def instance_on_a_box(root: Path) -> Iterator[tuple[LiveServer, SshBox, dict[str
         address = f"root@127.0.0.1:{box.port}"
         _run_brev(env, "nodes", "add", "node", address, "--host-key", box.host_key, "--identity",
                   str(key))  # fmt: skip
-        _run_brev(env, "create", "h200:2", "--name", NAME, "--timeout", "60s")
+        _run_brev(env, "create", gpu, "--name", NAME, "--timeout", "60s")
         _run_brev(env, "refresh")
         yield server, box, env
     finally:
