@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from brev.cli.run import exit_codes
+from tests.conftest import BREV
 from tests.run_plane import RunPlane, run_plane, wait_for_line
 
 __all__ = ["run_plane"]
@@ -275,4 +277,53 @@ def test_on_with_no_sync_takes_the_fast_path_and_cleans_up(run_plane: RunPlane) 
         assert "quick" in run_plane.live_instances()
     finally:
         ok(brev("delete", "quick", "-y", env=run_plane.env()))
+    run_plane.assert_nothing_left()
+
+
+def test_100_mb_of_output_streams_with_bounded_memory(run_plane: RunPlane) -> None:
+    """The command's output never passes through Python: brev's peak RSS stays what it is
+    without any output (its children, ssh included, are counted too)."""
+    probe = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)\n"
+        "print(len(done.stdout), done.returncode,"
+        " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)\n"
+    )
+    size = 100_000_000
+    command = [BREV, "run", "--no-sync", "--", f"head -c {size} /dev/zero"]
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *command],
+        env=run_plane.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    length, code, peak_mib = (int(word) for word in done.stdout.split())
+    assert (length, code) == (size, 0), done.stderr
+    assert peak_mib < 100, f"brev peaked at {peak_mib} MiB for {size // 10**6} MB of output"
+    run_plane.assert_nothing_left()
+
+
+def test_a_run_scoped_token_over_its_limit_is_refused_naming_it(run_plane: RunPlane) -> None:
+    from tests.cli_runner import brev, ok
+
+    secret = ok(
+        brev(
+            "token",
+            "create",
+            "--name",
+            "ci-small",
+            "--scope",
+            "run",
+            "--max-gpus",
+            "1",
+            env=run_plane.env(),
+        )
+    ).stdout.strip()
+    result = run_plane.run("h200:2", "--no-sync", "--", "true", BREV_TOKEN=secret)
+    assert result.returncode == exit_codes.BREV_ERROR, result.stderr
+    assert "max_gpus" in result.stderr and "Traceback" not in result.stderr
+    within = run_plane.run("h200", "--no-sync", "--", "echo within", BREV_TOKEN=secret)
+    assert (within.returncode, within.stdout) == (0, "within\n"), within.stderr
     run_plane.assert_nothing_left()
