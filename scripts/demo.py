@@ -4,7 +4,8 @@ Starts a control plane on SQLite in a temporary BREV_HOME, logs the CLI in, crea
 a CI token, adds AWS credentials, searches offers, creates an A100 instance, lists it as a CI
 job would, deletes it, registers this machine as a node (through a private sshd on a loopback
 port that trusts the plane's SSH CA), runs an instance on it and a command inside that
-instance with `brev exec`, prints the dashboard URL, and shuts everything down. Each step is
+instance with `brev exec`, runs a CI job's test run there with `brev run` and a run-scoped
+token, prints the dashboard URL, and shuts everything down. Each step is
 the real `brev` command, shown as you would type it. The AWS account is moto's EC2 server (a
 local stand-in that speaks the EC2 API), so the demo needs no cloud account and costs nothing.
 """
@@ -239,6 +240,7 @@ def register_this_machine(demo: Demo, url: str, admin_token: str, workdir: Path)
             "exec", "on-my-box", "--", "echo CUDA_VISIBLE_DEVICES=[$CUDA_VISIBLE_DEVICES] in $PWD"
         )
         print("Next, try:  brev shell on-my-box   |   brev jupyter on-my-box")
+        run_a_ci_job(demo, url, gpu, workdir)
         demo.brev("delete", "on-my-box", "-y")
         demo.brev("nodes", "rm", "this-machine")
         deadline = time.monotonic() + 30
@@ -247,6 +249,29 @@ def register_this_machine(demo: Demo, url: str, admin_token: str, workdir: Path)
         print("the agent uninstalled itself" if not (box / "node").exists() else "")
     finally:
         stop(sshd.process)
+
+
+def run_a_ci_job(demo: Demo, url: str, gpu: str, workdir: Path) -> None:
+    """What a CI job does with a GPU: one `brev run` with a token that can do nothing else."""
+    demo.step("A CI job's test run: rent, sync, run, copy back, give back (brev run)")
+    token = demo.brev(
+        "token", "create", "--name", "ci-run", "--scope", "run", "--max-ttl", "1h",
+        prints_secret=True,
+    ).strip()  # fmt: skip
+    project = workdir / "project"
+    (project / "tests").mkdir(parents=True)
+    (project / "tests" / "check.sh").write_text('echo "tests passed on $(hostname)" > report.txt\n')
+    (project / ".gitignore").write_text("*.log\n")
+    (project / "debug.log").write_text("not sent\n")
+    ci_env = {"BREV_API_URL": url, "BREV_TOKEN": token, "BREV_ORG": "research"}
+    report = workdir / "report.txt"
+    demo.brev(
+        "run", gpu, "--node", "this-machine", "--workdir", str(project),
+        "--out", f"report.txt:{report}", "--", "sh tests/check.sh && ls",
+        env=ci_env, shown=f"BREV_TOKEN=$CI_RUN_TOKEN brev run {gpu} --out report.txt -- "
+        "'sh tests/check.sh && ls'",
+    )  # fmt: skip
+    print(f"copied back: {report.read_text().strip()}")
 
 
 class Sshd:
