@@ -327,3 +327,15 @@ def test_a_run_scoped_token_over_its_limit_is_refused_naming_it(run_plane: RunPl
     within = run_plane.run("h200", "--no-sync", "--", "echo within", BREV_TOKEN=secret)
     assert (within.returncode, within.stdout) == (0, "within\n"), within.stderr
     run_plane.assert_nothing_left()
+
+
+def test_no_ssh_on_path_is_one_error_before_anything_is_rented(
+    run_plane: RunPlane, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    result = run_plane.run("--no-sync", "--", "true", PATH=str(bin_dir))
+    assert result.returncode == exit_codes.BREV_ERROR, result.stderr
+    assert "no `ssh` on PATH" in result.stderr and "Traceback" not in result.stderr
+    assert run_plane.live_instances() == []

@@ -8,6 +8,7 @@ instance holds a lease that only this process renews (lease.py)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -76,6 +77,13 @@ class Job:
             code = self._failed(error.message, exit_codes.BREV_ERROR)
         except BrevError as error:
             code = self._failed(error.message, exit_codes.BREV_ERROR)
+        except subprocess.TimeoutExpired as error:  # a short remote step that never answered
+            message = f"the machine did not answer within {error.timeout:.0f} s"
+            code = self._failed(message, exit_codes.CONNECTION_LOST)
+        except OSError as error:  # ssh or rsync could not be started
+            code = self._failed(
+                f"{error.filename or 'ssh'}: {error.strerror}", exit_codes.BREV_ERROR
+            )
         finally:
             self.cancel.phase = TEARDOWN
             self._teardown()
@@ -88,6 +96,11 @@ class Job:
     # -- the phases ---------------------------------------------------------------------
 
     def _run(self) -> int:
+        if shutil.which("ssh") is None:  # before renting anything
+            raise RunFailure(
+                "no `ssh` on PATH: install OpenSSH's client (apt-get install openssh-client)",
+                exit_codes.BREV_ERROR,
+            )
         deadline = time.monotonic() + self.o.timeout_s
         name = self._machine()
         self.cancel.phase = "waiting"
