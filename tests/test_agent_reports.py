@@ -41,11 +41,18 @@ def test_an_agent_reports_for_its_instance_only(plane: Plane, admin: BrevClient)
         "last_seq": 2,
         "assignments": None,
         "node_principals": None,
+        "assignments_version": None,
     }
     # a re-send after a lost answer is not counted twice; an older one never overwrites
     resent = {"reports": [{"seq": 2, "report": _report(2)}, {"seq": 1, "report": _report(1)}]}
     answer = agent.post("/api/v1/agent/reports", json=resent).json()
-    assert answer == {"accepted": 0, "last_seq": 2, "assignments": None, "node_principals": None}
+    assert answer == {
+        "accepted": 0,
+        "last_seq": 2,
+        "assignments": None,
+        "node_principals": None,
+        "assignments_version": None,
+    }
     detail = admin.instance("gpu-a")
     assert detail.telemetry == _report(2) and detail.last_heartbeat_at is not None
     assert detail.health == "healthy"

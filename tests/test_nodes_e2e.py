@@ -15,8 +15,8 @@ import pytest
 from brev import api
 from brev.client import BrevClient
 from tests.cli_runner import brev, ok, one_line_error
-from tests.conftest import LiveServer
-from tests.node_plane import client, env_of, server
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.node_plane import NODE_PLANE_ENV, client, env_of, server
 from tests.postgres import free_port
 from tests.real_plane import wait_for
 from tests.sshbox import SshBox, agent_pids, kill_agents, make_user_key, ssh_box_factory
@@ -312,3 +312,54 @@ def test_a_bad_plane_url_is_refused_before_anything_is_written(
     message = failed(add(server, box, "url", key[0], "--plane-url", "plane:8080"))
     assert "plane_url" in message
     assert not (box.node_home / "agent.token").exists()
+
+
+@pytest.fixture
+def quiet_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """Node agents report every 30 s here: whatever reaches a node sooner came through its
+    long-poll for assignments."""
+    env = {**NODE_PLANE_ENV, "BREV_NODE_REPORT_INTERVAL": "30"}
+    server = start_server(tmp_path / "quiet-home", env_extra=env)
+    yield server
+    stop_server(server)
+
+
+def test_changes_reach_the_node_at_once_not_at_the_next_report(
+    quiet_server: LiveServer, boxes: Callable[..., SshBox], key: tuple[Path, str]
+) -> None:
+    box = boxes("quick", gpus=2)
+    ok(add(quiet_server, box, "quick", key[0]))
+    env, instances = env_of(quiet_server), box.node_home / "instances"
+    started = time.monotonic()
+    created = ok(brev("create", "h200", "--name", "fast", "--timeout", "20s", env=env))
+    took = time.monotonic() - started  # the whole command, Python's start-up included
+    assert "running on node quick" in created.stderr and took < 5, took
+    assert (instances / "fast" / ".brev" / "env").is_file()
+
+    def within(seconds: float, what: str, probe: Callable[[], bool]) -> None:
+        wait_for(quiet_server, what, probe, timeout=seconds)
+
+    def gpus_of(name: str) -> str | None:
+        try:
+            text = (instances / name / ".brev" / "env").read_text()
+        except FileNotFoundError:
+            return None
+        return next(line for line in text.splitlines() if "CUDA_VISIBLE_DEVICES=" in line)
+
+    with BrevClient(quiet_server.url, quiet_server.admin_token, org="default") as client:
+        posted = time.monotonic()
+        client.create_instance(api.InstanceCreate(name="api", gpu="h200", node="quick"))
+        within(2, "running", lambda: client.instance("api").status == "running")
+        assert time.monotonic() - posted < 2 and gpus_of("api") == "export CUDA_VISIBLE_DEVICES=1"
+        principal = f"brev-i-{client.instance('fast').id}"
+        principals = box.node_home / "authorized_principals"
+        assert principal in principals.read_text()
+        client.stop_instance("fast")
+        within(2, "GPUs hidden", lambda: gpus_of("fast") == "export CUDA_VISIBLE_DEVICES=''")
+        assert principal not in principals.read_text()
+        client.start_instance("fast")
+        within(2, "running again", lambda: client.instance("fast").status == "running")
+        assert gpus_of("fast") == "export CUDA_VISIBLE_DEVICES=0"
+        client.delete_instance("fast")
+        within(2, "directory removed", lambda: not (instances / "fast").exists())
+        assert client.node("quick").status == api.NodeStatus.ONLINE

@@ -7,7 +7,9 @@ so a batch whose answer was lost may be sent again without being counted twice.
 
 On a registered node (`node_home` given) every report also lists the instances whose working
 directories exist, the plane's answer carries the GPU assignments to apply, and an answer that
-the node was removed makes the agent uninstall the node.
+the node was removed makes the agent uninstall the node. A second thread long-polls the plane
+for the assignments (brev.agent.watch), so that a change reaches the node at once instead of
+with the next report's answer; both apply under one lock, newest version only.
 
 Standard library only: on a node this runs from a bare venv that may have no internet.
 """
@@ -19,6 +21,7 @@ import http.client
 import json
 import logging
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from brev.agent.collect import collect
+from brev.agent.watch import Watcher
 from brev.node import workdirs
 
 log = logging.getLogger("brev.agent")
@@ -79,17 +83,27 @@ class Uplink:
 
             handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context()))
         self._opener = urllib.request.build_opener(*handlers)
+        self._base_url = url
+        # The report loop's state (pending, delivered, _last_seq) is its own; what the watcher
+        # thread shares with it is below, under _lock.
         self.pending: deque[tuple[int, dict[str, Any]]] = deque(maxlen=MAX_BUFFERED)
         self.delivered = 0
         self._last_seq = 0
-        # Set when an answer changed this node's instances: the plane should hear it at once.
-        self.changed = False
+        # Held while the node's directories are read or changed: never by two threads at once.
+        self._lock = threading.Lock()
+        # The assignments version last applied; None until a plane that numbers them answers.
+        self._version: int | None = None
+        # Set when an answer changed this node's instances (or the plane must be asked now):
+        # the report loop wakes and reports at once.
+        self._wake = threading.Event()
+        self._watcher: Watcher | None = None
 
     def add(self, report: dict[str, Any]) -> None:
         seq = max(time.time_ns() // 1000, self._last_seq + 1)
         self._last_seq = seq
         if self._node_home is not None:
-            report = {**report, "instances": workdirs.present(self._node_home)}
+            with self._lock:
+                report = {**report, "instances": workdirs.present(self._node_home)}
         if len(self.pending) == self.pending.maxlen:
             log.warning("buffer full: dropping the oldest report")
         self.pending.append((seq, report))
@@ -112,11 +126,54 @@ class Uplink:
                 self.pending.popleft()
             self.delivered += accepted
             log.info("delivered %d report(s), seq %d..%d", len(batch), batch[0][0], batch[-1][0])
-            self._take_assignments(answer.get("assignments"), answer.get("node_principals"))
+            version = answer.get("assignments_version")
+            self.take_assignments(
+                answer.get("assignments"),
+                answer.get("node_principals"),
+                version if type(version) is int else None,
+            )
         return True
 
+    def watch(self) -> None:
+        """On a node: long-poll for assignments on a thread of its own, until close()."""
+        if self._node_home is None or self._watcher is not None:
+            return
+        try:
+            self._watcher = Watcher(self._base_url, self._token, self)
+        except ValueError as error:  # a URL urllib takes and http.client cannot: reports only
+            log.error("no long-poll for assignments: %s", error)
+            return
+        self._watcher.start()
+
     def close(self) -> None:
-        """Nothing stays open between requests; kept so callers need not know."""
+        """Stop the long-poll, and the request it waits in."""
+        if self._watcher is not None:
+            self._watcher.stop()
+
+    @property
+    def assignments_version(self) -> int | None:
+        with self._lock:
+            return self._version
+
+    def wake(self) -> None:
+        """Make the report loop sample and report now."""
+        self._wake.set()
+
+    def woken(self) -> bool:
+        """True once after each wake()."""
+        if self._wake.is_set():
+            self._wake.clear()
+            return True
+        return False
+
+    def sleep(self, seconds: float, should_stop: Callable[[], bool]) -> None:
+        """Up to `seconds`; less after a wake() or once `should_stop()` turns true."""
+        deadline = time.monotonic() + seconds
+        while not should_stop() and not self._wake.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.wait(min(left, _STOP_CHECK_S))
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         request = urllib.request.Request(  # noqa: S310 (__init__ allows http(s) only)
@@ -157,19 +214,39 @@ class Uplink:
             raise PlaneUnavailable(f"HTTP {status}, a redirect: give the agent the plane's own URL")
         raise PlaneUnavailable(f"HTTP {status}")
 
-    def _take_assignments(self, assignments: Any, node_principals: Any) -> None:
+    def take_assignments(
+        self, assignments: Any, node_principals: Any, version: int | None, *, reset: bool = False
+    ) -> bool:
+        """Apply the plane's assignments at `version` (None: a plane that numbers none) unless
+        what was applied is as new; True when the node's instances changed.
+
+        Two threads bring answers (the reports' and the long-poll's), and one asked earlier
+        may arrive later: applied, it would bring back a deleted instance's directory, or
+        remove a new one's with the files just copied into it. `reset`: the plane's versions
+        went back (its database was replaced); take this one whatever it is."""
         if self._node_home is None or not isinstance(assignments, list):
-            return
+            return False
         principals = node_principals if isinstance(node_principals, list) else []
-        try:
-            changed = workdirs.apply(self._node_home, assignments, principals)
-        except (workdirs.InvalidAssignment, OSError) as error:
-            # A bad list must not stop the reports: the plane hears the instances as they are.
-            log.error("cannot apply the plane's GPU assignments: %s", error)
-            return
+        with self._lock:
+            known = self._version
+            if version is not None and known is not None and version <= known and not reset:
+                return False
+            if version is not None:
+                # Taken even if the list is refused below: a bad list gets no better until
+                # the next change, and the long-poll must wait for that, not ask again.
+                self._version = version
+            try:
+                changed = workdirs.apply(self._node_home, assignments, principals)
+            except (workdirs.InvalidAssignment, OSError) as error:
+                # A bad list must not stop the reports: the plane hears the instances as they are.
+                log.error("cannot apply the plane's GPU assignments: %s", error)
+                return False
+            if changed:
+                now = ", ".join(workdirs.present(self._node_home)) or "none"
+                log.info("instances on this node now: %s", now)
         if changed:
-            log.info("instances on this node now: %s", ", ".join(workdirs.present(self._node_home)))
-            self.changed = True
+            self._wake.set()
+        return changed
 
 
 def _read(error: urllib.error.HTTPError) -> bytes:
@@ -238,6 +315,7 @@ def run(
     node_home: Path | None = None,
 ) -> Uplink:
     uplink = Uplink(url, token, interval=interval, node_home=node_home)
+    uplink.watch()
     backoff = 0.0
     next_sample = time.monotonic()
     next_attempt = 0.0
@@ -265,12 +343,13 @@ def run(
                         backoff,
                     )
                     next_attempt = now + backoff
-            if uplink.changed:
-                uplink.changed = False
-                next_sample = time.monotonic()  # report the new instances now
+            if uplink.woken():
+                # The node's instances changed: report them now (that report makes a new
+                # instance `running`), the plane answered, so skip any back-off.
+                next_sample, next_attempt = time.monotonic(), 0.0
                 continue
             wake = min(next_sample, next_attempt) if next_attempt else next_sample
-            wait(max(0.05, wake - time.monotonic()), should_stop)
+            uplink.sleep(max(0.05, wake - time.monotonic()), should_stop)
     finally:
         uplink.close()
     return uplink

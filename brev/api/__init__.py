@@ -381,6 +381,11 @@ class AgentReportsAccepted(_Model):
         description="a node's agent only: principals that log in to the node itself "
         "(org admins, and the plane for installs)",
     )
+    assignments_version: int | None = Field(
+        None,
+        description="a node's agent only: the version these assignments are at least as new "
+        "as (an agent drops an answer older than what it applied; see GET /agent/assignments)",
+    )
 
 
 class ProviderConfigAdd(_Model):
@@ -433,6 +438,9 @@ from brev.api.access import (
 )
 from brev.api.access import (
     SshTarget as SshTarget,
+)
+from brev.api.nodes import (
+    AssignmentsWatch as AssignmentsWatch,
 )
 from brev.api.nodes import (
     HostKey as HostKey,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from brev.api import Event, Name, _Model
+from brev.api import Assignment, Event, Name, _Model
 
 # These end up in users' ssh_config files: a host name, IPv4 or IPv6 address, and a login,
 # nothing that could carry a space, a quote or a newline (a directive of its own).
@@ -114,3 +114,17 @@ class NodeRegistered(_Model):
     plane_url: str
     ssh_ca_public_key: str
     report_interval_seconds: float = Field(10.0, description="how often the agent reports")
+
+
+class AssignmentsWatch(_Model):
+    """GET /agent/assignments: a node agent's long-poll, answered as soon as what the node
+    must host changes (or when the wait ends)."""
+
+    version: int = Field(
+        description="the node's assignments version; ask again with after=version to wait "
+        "for the next change"
+    )
+    assignments: list[Assignment] = Field(description="every instance the node hosts")
+    node_principals: list[str] = Field(
+        description="principals that log in to the node itself (org admins)"
+    )

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 PANEL = "Instances"
 FINAL = {"running", "failed", "stopped", "deleted"}
+NODE_POLL_S = 0.1  # between reads of a starting instance on a node
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
@@ -174,7 +175,9 @@ def _wait(client: BrevClient, name: str, seconds: int) -> api.InstanceDetail:
                     f"{name} is still {instance.status} after {seconds}s; the plane keeps "
                     f"going: follow it with `brev show {name}`, or `brev delete {name}`"
                 )
-            time.sleep(1)
+            # A node's agent hears of the instance at once (its long-poll) and makes it
+            # running within a fraction of a second; a cloud takes minutes.
+            time.sleep(NODE_POLL_S if instance.node else 1)
     finally:
         status_line.close()
 

@@ -13,14 +13,22 @@ from __future__ import annotations
 import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from brev.api import API_PREFIX
+
+# Node agents' long-polls wait up to 30 s holding no thread or connection (their short reads
+# run on threads of their own, brev.server.assignment_watch): counted here, 20 waiting agents
+# would shut everyone else out.
+NOT_ADMITTED = frozenset({f"{API_PREFIX}/agent/assignments"})
+
 
 class AdmissionLimit:
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, not_admitted: frozenset[str] = NOT_ADMITTED):
         self.app = app
         self._slots = anyio.Semaphore(limit)
+        self._not_admitted = not_admitted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self._not_admitted:
             await self.app(scope, receive, send)
             return
         async with self._slots:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import sys
 
 from sqlalchemy.exc import OperationalError
@@ -83,6 +85,7 @@ def announce(settings: ServerSettings, created: Bootstrapped | None) -> None:
 
 def serve(settings: ServerSettings) -> None:
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from brev.server.app import create_app
 
@@ -90,7 +93,25 @@ def serve(settings: ServerSettings) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from brev.server import assignment_watch
+
     created = prepare_database(settings)
     app = create_app(settings)
+    watch = assignment_watch.of(app)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # uvicorn waits for every open request before it stops: node agents' long-polls
+            # would hold a restart for up to 30 s. Answered now, they ask the next plane.
+            watch.close()
+            await super().shutdown(sockets)
+
     announce(settings, created)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=True)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="info", access_log=True
+    )
+    server = Server(config)
+    with contextlib.suppress(KeyboardInterrupt):  # what uvicorn.run does around it
+        server.run()
+    if not server.started:  # the port is taken, or the app did not start: as uvicorn.run
+        sys.exit(STARTUP_FAILURE)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from brev import api
+from brev.server import assignment_watch
 from brev.server.deps import Agent, DbSession, InOrg, bearer
 from brev.server.ingest import ReportIngest
 from brev.server.services import agents
@@ -20,6 +22,21 @@ async def post_reports(request: Request, body: api.AgentReports) -> api.AgentRep
     agents.check_shape(body)
     ingest: ReportIngest = request.app.state.ingest
     return await asyncio.wrap_future(ingest.submit(bearer(request), body))
+
+
+@router.get("/agent/assignments", responses={410: {"model": api.ErrorBody}})
+async def watch_assignments(
+    request: Request,
+    after: Annotated[int, Query(description="the version the agent has; -1: answer at once")] = -1,
+    wait: Annotated[
+        float, Query(ge=0, description="seconds to wait for a change; at most 30")
+    ] = 25.0,
+) -> api.AssignmentsWatch:
+    """A node agent's long-poll: answered as soon as the node's assignments version differs
+    from `after`, else after `wait` seconds with the same version. 410 `node_removed` once the
+    node was removed. Holds no transaction or thread while it waits, and is not counted by
+    the admission limit (brev.server.assignment_watch)."""
+    return await assignment_watch.of(request.app).watch(bearer(request), after, wait)
 
 
 @router.post("/orgs/{org}/instances/{name}/agent-token", status_code=201)

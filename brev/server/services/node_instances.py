@@ -1,20 +1,44 @@
 """Instances on registered nodes: no cloud to wait for, so every change happens in the request.
 
 An instance on a node is an allocation of GPUs plus a working directory that the node's agent
-makes when the plane lists it in the answer to a report (`assignments`). It is `starting`
-until the agent says the directory exists, then `running`. Stopping releases its GPUs and
-keeps the directory; deleting releases both. The reconciler never claims these rows.
+makes when the plane lists it in `assignments` (the answer to each report, and to the agent's
+long-poll, which answers as soon as `assignments_changed` bumps the node's version). It is
+`starting` until the agent says the directory exists, then `running`. Stopping releases its
+GPUs and keeps the directory; deleting releases both. The reconciler never claims these rows.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from brev import api
 from brev.api import InstanceStatus as S
 from brev.server.db.models import Instance, Node, utcnow
 from brev.server.services import events, scheduler, ssh_access
+
+# session.info key: the nodes this transaction bumped, for brev.server.assignment_watch to
+# wake this process's long-polls once it commits.
+BUMPED = "brev.assignments_bumped"
+
+
+def assignments_changed(session: Session, node_id: str) -> None:
+    """What `assignments(session, node)` answers, or the node itself (removed), changes in this
+    transaction: bump the node's version, which its agent's long-poll waits on. Every such
+    change calls this, and nothing else bumps it.
+
+    An UPDATE of the column, not a read-modify-write, so that concurrent transactions (other
+    server replicas too) each add one. Without autoflush, and called before the change itself,
+    so the node's row is locked before the instance's (as an agent's report locks them):
+    the other order could deadlock against a report on PostgreSQL."""
+    with session.no_autoflush:
+        session.execute(
+            update(Node)
+            .where(Node.id == node_id)
+            .values(assignments_version=Node.assignments_version + 1)
+            .execution_options(synchronize_session="fetch")  # a loaded Node sees the new value
+        )
+    session.info.setdefault(BUMPED, set()).add(node_id)
 
 
 def node_named(session: Session, org_id: str, name: str) -> Node | None:
@@ -30,6 +54,7 @@ def place(session: Session, instance: Instance, placement: api.Placement) -> Non
     if node is None:
         raise scheduler.NoCapacity(f"node '{placement.instance_type}' was removed")
     scheduler.allocate(session, instance, node, placement.gpu_model, int(placement.gpu_count))
+    assignments_changed(session, node.id)
     instance.node_id = node.id
     instance.status = S.STARTING
     instance.ssh_host = node.ssh_host
@@ -39,6 +64,9 @@ def place(session: Session, instance: Instance, placement: api.Placement) -> Non
 def apply_desired(session: Session, instance: Instance) -> None:
     """Make the instance what its `desired_status` says, now."""
     desired = instance.desired_status
+    changes = desired == S.DELETED or (desired == S.STOPPED) != (instance.status == S.STOPPED)
+    if changes and instance.node_id is not None:
+        assignments_changed(session, instance.node_id)
     if desired == S.DELETED:
         scheduler.release(session, instance.id)
         instance.status = S.DELETED

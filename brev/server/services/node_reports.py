@@ -1,5 +1,6 @@
 """A node agent's reports: the node's hardware and health, its instances' views of their own
-GPUs, and, in the answer, what the agent must host (`assignments`)."""
+GPUs, and, in the answer, what the agent must host (`assignments`, also what its long-poll
+answers)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,31 @@ from brev.server.services import (
 )
 
 
-def accept(session: Session, agent: Principal, body: api.AgentReports) -> api.AgentReportsAccepted:
-    node = session.get(Node, agent.token_node_id)
+def live_node(session: Session, node_id: str | None) -> Node:
+    """The node an agent token is for; NodeRemoved (410) once it was removed."""
+    node = session.get(Node, node_id) if node_id else None
     if node is None:
         raise NotFound("this agent's node no longer exists")
     if node.removed_at is not None:
         raise NodeRemoved(f"node '{node.name}' was removed from the plane: uninstall the agent")
+    return node
+
+
+def watched(session: Session, node: Node) -> api.AssignmentsWatch:
+    """The answer to the node agent's long-poll (brev.server.assignment_watch)."""
+    # Read before the assignments (in this transaction): a version never claims more than
+    # the list it comes with, so an agent that drops older versions drops nothing newer.
+    version = node.assignments_version
+    return api.AssignmentsWatch(
+        version=version,
+        assignments=node_instances.assignments(session, node),
+        node_principals=[ssh_access.node_principal(node.id)],
+    )
+
+
+def accept(session: Session, agent: Principal, body: api.AgentReports) -> api.AgentReportsAccepted:
+    node = live_node(session, agent.token_node_id)
+    version = node.assignments_version  # as in watched(): read before the assignments
     newest: dict[str, object] | None = None
     accepted = 0
     for item in sorted(body.reports, key=lambda r: r.seq):
@@ -40,6 +60,7 @@ def accept(session: Session, agent: Principal, body: api.AgentReports) -> api.Ag
         last_seq=node.last_report_seq,
         assignments=node_instances.assignments(session, node),
         node_principals=[ssh_access.node_principal(node.id)],
+        assignments_version=version,
     )
 
 

@@ -136,6 +136,7 @@ def forget(session: Session, node_id: str) -> None:
     if node is None:
         return
     node.removed_at = utcnow()
+    node_instances.assignments_changed(session, node.id)  # a long-polling agent hears 410 now
     events.record(
         session,
         org_id=node.org_id,
@@ -148,8 +149,9 @@ def forget(session: Session, node_id: str) -> None:
 
 
 def remove(session: Session, ctx: OrgContext, name: str, *, force: bool) -> api.NodeDetail:
-    """Remove the node; its agent uninstalls itself at its next report (the plane answers
-    it 410). Refused while instances live on it, unless forced: then they are deleted."""
+    """Remove the node; its agent uninstalls itself when the plane answers it 410 (its
+    long-poll, at once; or its next report). Refused while instances live on it, unless
+    forced: then they are deleted."""
     ctx.require_admin("removing nodes")
     node = find(session, ctx, name)
     detail = get_detail(session, ctx, name)
@@ -171,6 +173,7 @@ def remove(session: Session, ctx: OrgContext, name: str, *, force: bool) -> api.
         )
         node_instances.apply_desired(session, instance)
     node.removed_at = utcnow()
+    node_instances.assignments_changed(session, node.id)  # a long-polling agent hears 410 now
     _event(session, ctx, node, "node.remove", {"force": force, "instances": len(live)})
     return detail
 
