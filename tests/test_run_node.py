@@ -256,15 +256,22 @@ def test_on_with_no_sync_takes_the_fast_path_and_cleans_up(run_plane: RunPlane) 
     runs = run_plane.box.node_home / "instances" / "quick" / "brev-runs"
     try:
         for fast in ("1", "0"):  # the fast path, and the full CLI: the same behaviour
-            env = {"BREV_FAST": fast}
-            hi = run_plane.run("--on", "quick", "--no-sync", "--env", "X=1", "--", "echo $X", **env)
+            hi = run_plane.run(
+                "--on", "quick", "--no-sync", "--env", "X=1", "--", "echo $X", BREV_FAST=fast
+            )
             assert (hi.returncode, hi.stdout) == (0, "1\n"), hi.stderr
             assert ("is ready" in hi.stderr) == (fast == "0")  # the fast path says nothing
             assert (
-                run_plane.run("--on", "quick", "--no-sync", "--", "exit 9", **env).returncode == 9
+                run_plane.run(
+                    "--on", "quick", "--no-sync", "--", "exit 9", BREV_FAST=fast
+                ).returncode
+                == 9
             )
             assert (
-                run_plane.run("--on=quick", "--no-sync", "--", "exit 255", **env).returncode == 255
+                run_plane.run(
+                    "--on=quick", "--no-sync", "--", "exit 255", BREV_FAST=fast
+                ).returncode
+                == 255
             )
             assert not runs.exists() or list(runs.iterdir()) == []
         process = run_plane.start_run(
