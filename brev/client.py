@@ -249,9 +249,16 @@ class BrevClient:
     def create_instance(
         self, body: api.InstanceCreate, org: str | None = None
     ) -> api.InstanceDetail:
+        return self.create_or_find_instance(body, org)[0]
+
+    def create_or_find_instance(
+        self, body: api.InstanceCreate, org: str | None = None
+    ) -> tuple[api.InstanceDetail, bool]:
+        """The instance, and True when this request made it; False when the idempotency key
+        had made it before (the plane answers 200 instead of 201)."""
         payload = body.model_dump(mode="json", exclude_none=True)
         response = self._request("POST", self._org_path(org, "/instances"), payload)
-        return _parse(api.InstanceDetail, response)
+        return _parse(api.InstanceDetail, response), response.status_code == 201
 
     def plan_instance(self, body: api.InstanceCreate, org: str | None = None) -> api.InstancePlan:
         payload = body.model_dump(mode="json", exclude_none=True)

@@ -3,9 +3,10 @@ the real agent), shared by the `brev run` tests of one module: a node costs seco
 
 from __future__ import annotations
 
-import os
+import queue
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,14 +85,17 @@ def run_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunPlane]:
 
 
 def wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float = 60) -> str:
-    """Read the process's stderr until a line holds `needle`; what was read."""
-    assert process.stderr is not None
+    """Read the process's stderr until a line holds `needle` (failing the test after
+    `timeout`, even when the process prints nothing more); what was read."""
+    lines = _stderr_lines(process)
     seen = ""
     deadline = time.monotonic() + timeout
-    os.set_blocking(process.stderr.fileno(), True)
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
             break
         seen += line
         if needle in line:
@@ -99,8 +103,38 @@ def wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float = 
     pytest.fail(f"no line with {needle!r} in:\n{seen}")
 
 
+_READERS: dict[int, queue.Queue[str | None]] = {}
+
+
+def _stderr_lines(process: subprocess.Popen[str]) -> queue.Queue[str | None]:
+    """A thread reads the process's stderr into a queue (None at its end), so a wait can time
+    out instead of blocking in readline."""
+    if process.pid not in _READERS:
+        lines: queue.Queue[str | None] = queue.Queue()
+        stream = process.stderr
+        assert stream is not None
+
+        def read() -> None:
+            for line in stream:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+        _READERS[process.pid] = lines
+    return _READERS[process.pid]
+
+
+def rest_of_stderr(process: subprocess.Popen[str]) -> str:
+    """What the process wrote to stderr after what wait_for_line read, once it ended."""
+    lines = _stderr_lines(process)
+    rest = ""
+    while (line := lines.get(timeout=30)) is not None:
+        rest += line
+    return rest
+
+
 def send(process: subprocess.Popen[str], signum: int) -> None:
     process.send_signal(signum)
 
 
-__all__ = ["RunPlane", "run_plane", "send", "signal", "wait_for_line"]
+__all__ = ["RunPlane", "rest_of_stderr", "run_plane", "send", "signal", "wait_for_line"]

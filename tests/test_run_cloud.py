@@ -15,6 +15,7 @@ from brev.cli.run import exit_codes
 from tests.conftest import BREV
 from tests.moto import MotoServer
 from tests.real_plane import live_ids
+from tests.run_plane import wait_for_line
 from tests.test_cli_lifecycle import User, plane, user
 
 __all__ = ["plane", "user"]
@@ -46,20 +47,6 @@ def start(user: User, *args: str, **env: str) -> subprocess.Popen[str]:
     )
 
 
-def wait_line(process: subprocess.Popen[str], needle: str, timeout: float = 60) -> None:
-    assert process.stderr is not None
-    deadline = time.monotonic() + timeout
-    seen = ""
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen += line
-        if needle in line:
-            return
-    pytest.fail(f"no {needle!r} in:\n{seen}")
-
-
 def wait_machines(moto: MotoServer, count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while len(live_ids(moto)) != count:
@@ -80,7 +67,7 @@ def assert_nothing_left(user: User, timeout: float = 60) -> None:
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_cancel_while_provisioning_deletes_the_machine(aws: User, signum: int, code: int) -> None:
     process = start(aws, *A100, "--", "true")
-    wait_line(process, "brev: created")
+    wait_for_line(process, "brev: created")
     wait_machines(aws.moto, 1)
     process.send_signal(signum)
     assert process.wait(timeout=60) == code
@@ -111,7 +98,7 @@ def test_timeout_while_waiting_is_its_own_code_and_deletes(aws: User) -> None:
 
 def test_sigkill_of_brev_run_the_plane_deletes_when_the_lease_lapses(aws: User) -> None:
     process = start(aws, *A100, "--", "true", BREV_RUN_LEASE="5s")
-    wait_line(process, "brev: created")
+    wait_for_line(process, "brev: created")
     wait_machines(aws.moto, 1)
     process.kill()
     process.wait()
@@ -122,12 +109,12 @@ def test_sigkill_of_brev_run_the_plane_deletes_when_the_lease_lapses(aws: User) 
 
 def test_a_retried_step_reuses_the_first_rental(aws: User) -> None:
     first = start(aws, *A100, "--", "true", **GITHUB)
-    wait_line(first, "brev: created")
+    wait_for_line(first, "brev: created")
     wait_machines(aws.moto, 1)
     first.kill()  # the runner died; the step is retried with the same CI environment
     first.wait()
     second = start(aws, *A100, "--", "true", **GITHUB)
-    wait_line(second, "brev: reusing")
+    wait_for_line(second, "brev: reusing")
     assert len(aws.client.instances()) == 1
     wait_machines(aws.moto, 1)
     second.send_signal(signal.SIGTERM)
@@ -135,7 +122,7 @@ def test_a_retried_step_reuses_the_first_rental(aws: User) -> None:
     assert_nothing_left(aws)
     # A later step of the same job, after the first rental ended, rents afresh.
     third = start(aws, *A100, "--", "true", **GITHUB)
-    wait_line(third, "brev: created")
+    wait_for_line(third, "brev: created")
     third.send_signal(signal.SIGTERM)
     assert third.wait(timeout=60) == exit_codes.SIGTERM
     assert_nothing_left(aws)

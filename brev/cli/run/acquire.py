@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from brev import api
 from brev.cli.run import ci_env, exit_codes
@@ -35,14 +34,12 @@ def rent(client: BrevClient, body: api.InstanceCreate, key_base: str) -> Rental:
     """Create the instance, under the step's idempotency key. A key whose instance is still
     alive returns it (a retried step, or a re-run after a crash: no second GPU); one whose
     instance ended moves on to the next key of the series."""
-    asked_at = datetime.now(UTC)
     for rental in range(MAX_RENTALS_PER_KEY):
         keyed = body.model_copy(update={"idempotency_key": ci_env.attempt_key(key_base, rental)})
-        instance = _create(client, keyed)
-        if instance.status not in ENDED or instance.created_at >= asked_at - timedelta(seconds=5):
-            # A create that failed at once (every placement refused) is this try's own.
-            reused = instance.created_at < asked_at - timedelta(seconds=30)
-            return Rental(instance, reused)
+        instance, created = _create(client, keyed)
+        # One this request made is ours even when it failed at once (every placement refused).
+        if created or instance.status not in ENDED:
+            return Rental(instance, reused=not created)
     raise RunFailure(
         f"{MAX_RENTALS_PER_KEY} rentals under idempotency key {key_base!r} already: pass "
         f"another --idempotency-key",
@@ -50,10 +47,10 @@ def rent(client: BrevClient, body: api.InstanceCreate, key_base: str) -> Rental:
     )
 
 
-def _create(client: BrevClient, body: api.InstanceCreate) -> api.InstanceDetail:
+def _create(client: BrevClient, body: api.InstanceCreate) -> tuple[api.InstanceDetail, bool]:
     for attempt in range(3):
         try:
-            return client.create_instance(body)
+            return client.create_or_find_instance(body)
         except ServerUnreachable:
             if attempt == 2:
                 raise
