@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from brev.agent.collect import collect
+from brev.agent.plane_answers import describe, error_code
 from brev.agent.watch import Watcher
 from brev.node import workdirs
 
@@ -195,7 +196,7 @@ class Uplink:
             # URLError wraps refused connections and DNS failures; OSError covers timeouts
             # and resets while reading; HTTPException a peer that closed mid-answer.
             reason = getattr(error, "reason", None) or error
-            raise PlaneUnavailable(_describe(reason)) from None
+            raise PlaneUnavailable(describe(reason)) from None
         try:
             answer = json.loads(text)
         except ValueError:
@@ -208,7 +209,7 @@ class Uplink:
         text = body.decode(errors="replace")
         if status in (401, 403, 404):
             raise PermissionError(f"the plane refused this agent: {text[:200]}")
-        if status == 410 and _error_code(body) == "node_removed":
+        if status == 410 and error_code(body) == "node_removed":
             raise NodeRemoved(text[:200])
         if 300 <= status < 400:  # see _NoRedirects
             raise PlaneUnavailable(f"HTTP {status}, a redirect: give the agent the plane's own URL")
@@ -258,23 +259,6 @@ def _read(error: urllib.error.HTTPError) -> bytes:
     finally:
         with contextlib.suppress(OSError, AttributeError):
             error.close()
-
-
-def _error_code(body: bytes) -> str | None:
-    """`code` of the plane's error body, {"error": {"code", "message", "fields"}}."""
-    try:
-        detail = json.loads(body).get("error")
-    except (ValueError, AttributeError):
-        return None
-    code = detail.get("code") if isinstance(detail, dict) else None
-    return code if isinstance(code, str) else None
-
-
-def _describe(reason: object) -> str:
-    if isinstance(reason, BaseException):
-        text = str(reason)
-        return f"{type(reason).__name__}: {text}" if text else type(reason).__name__
-    return str(reason)
 
 
 def wait(seconds: float, should_stop: Callable[[], bool]) -> None:

@@ -26,6 +26,8 @@ import time
 import urllib.parse
 from typing import Any, Protocol
 
+from brev.agent.plane_answers import describe, error_code
+
 log = logging.getLogger("brev.agent")
 
 WATCH_PATH = "/api/v1/agent/assignments"
@@ -145,7 +147,7 @@ class Watcher:
             response = connection.getresponse()
             status, body = response.status, response.read()
         except (OSError, http.client.HTTPException) as error:
-            raise _Failed(_describe(error)) from None
+            raise _Failed(describe(error)) from None
         finally:
             with self._lock:
                 self._connection = None
@@ -169,7 +171,7 @@ class Watcher:
             connection.connect()
         except OSError as error:
             connection.close()
-            raise _Failed(_describe(error)) from None
+            raise _Failed(describe(error)) from None
         assert connection.sock is not None
         connection.sock.settimeout(WAIT_S + ANSWER_MARGIN_S)
         with self._lock:
@@ -183,7 +185,7 @@ class Watcher:
 def _answer(status: int, body: bytes) -> dict[str, Any]:
     if status in NOT_OFFERED:
         raise _NotOffered(f"HTTP {status}")
-    if status == 410 and _error_code(body) == "node_removed":
+    if status == 410 and error_code(body) == "node_removed":
         raise _Removed()
     if status != 200:  # 401/403 included: the report loop handles a refused token
         raise _Failed(f"HTTP {status}")
@@ -195,17 +197,3 @@ def _answer(status: int, body: bytes) -> dict[str, Any]:
     if type(version) is not int:
         raise _Failed("an answer without a version")
     return answer  # type: ignore[no-any-return]
-
-
-def _error_code(body: bytes) -> str | None:
-    try:
-        detail = json.loads(body).get("error")
-    except (ValueError, AttributeError):
-        return None
-    code = detail.get("code") if isinstance(detail, dict) else None
-    return code if isinstance(code, str) else None
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
