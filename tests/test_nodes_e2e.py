@@ -355,8 +355,15 @@ def test_changes_reach_the_node_at_once_not_at_the_next_report(
         principals = box.node_home / "authorized_principals"
         assert principal in principals.read_text()
         client.stop_instance("fast")
-        within(2, "GPUs hidden", lambda: gpus_of("fast") == "export CUDA_VISIBLE_DEVICES=''")
-        assert principal not in principals.read_text()
+        # The agent writes the env file, then the principals file: wait for both.
+        within(
+            2,
+            "GPUs hidden and its login closed",
+            lambda: (
+                gpus_of("fast") == "export CUDA_VISIBLE_DEVICES=''"
+                and principal not in principals.read_text()
+            ),
+        )
         client.start_instance("fast")
         within(2, "running again", lambda: client.instance("fast").status == "running")
         assert gpus_of("fast") == "export CUDA_VISIBLE_DEVICES=0"

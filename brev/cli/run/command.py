@@ -117,8 +117,7 @@ def _execute(options: object, json_output: bool) -> int:
     assert isinstance(options, RunOptions)
     reporter = Reporter(json_events=json_output)
     try:
-        with connect() as client:
-            code = Job(options, client, reporter).run()
+        code = Job(options, connect, reporter).run()
     except BrevError as error:  # before anything was rented: not logged in, a bad URL
         reporter.event("error", f"error: {error.message}", message=error.message)
         code = exit_codes.BREV_ERROR

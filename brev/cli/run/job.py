@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,9 +52,14 @@ class RunOptions:
 
 
 class Job:
-    def __init__(self, options: RunOptions, client: BrevClient, reporter: Reporter) -> None:
+    def __init__(
+        self, options: RunOptions, connect: Callable[[], BrevClient], reporter: Reporter
+    ) -> None:
         self.o = options
-        self.client = client
+        # A client of its own for the lease thread and for the teardown: a signal (Abort) may
+        # land inside a request of the main client and leave its connection pool mid-change.
+        self._new_client = connect
+        self.client = connect()
         self.report = reporter
         self.cancel = Cancellation()
         self.rented: str | None = None  # the instance this run must give back
@@ -86,7 +92,9 @@ class Job:
             )
         finally:
             self.cancel.phase = TEARDOWN
-            self._teardown()
+            self.client.close()
+            with self._new_client() as self.client:
+                self._teardown()
             self.cancel.restore()
         if self.cancel.requested and code not in (exit_codes.SIGINT, exit_codes.SIGTERM):
             code = self.cancel.exit_code()
@@ -134,7 +142,7 @@ class Job:
         instance = rental.instance
         self.rented = instance.name
         self.report.outcome.rented_at = time.monotonic()
-        self.lease = LeaseKeeper(self.client, instance.name, self.o.lease_s, self.report)
+        self.lease = LeaseKeeper(self._new_client(), instance.name, self.o.lease_s, self.report)
         self.lease.start()
         self._describe(instance)
         verb = "reusing" if rental.reused else "created"

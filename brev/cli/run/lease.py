@@ -29,6 +29,7 @@ class LeaseKeeper:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+        self._client.close()
 
     def _renew(self) -> None:
         while not self._stop.wait(self._every):
