@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what every POSIX shell can export
 
 
 class UsageError(ValueError):
@@ -22,7 +25,7 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
     env: dict[str, str] = {}
     for pair in pairs:
         key, equals, value = pair.partition("=")
-        if not key.isidentifier():
+        if not _ENV_NAME.fullmatch(key):
             raise UsageError(f"--env {pair!r}: use NAME=VALUE (or NAME to pass this value on)")
         if not equals:
             if key not in os.environ:

@@ -55,6 +55,9 @@ class Cancellation:
             return  # deleting what we rented is the one thing a cancel must not stop
         if self.phase in (CREATING, RUNNING) and self.count == 1:
             return  # the job acts on it at the next step
+        # From here on the job unwinds to its teardown: a further signal must not raise again
+        # in the middle of that.
+        self.phase = TEARDOWN
         raise Abort(self.signum)
 
     def exit_code(self) -> int:

@@ -301,20 +301,30 @@ class Job:
         return code
 
     def _teardown(self) -> None:
-        if self.lease is not None:
-            self.lease.stop()
+        """Give back first (a CI system may SIGKILL soon after its SIGTERM), then tidy up;
+        nothing that fails while tidying may stop the rest."""
         if self.remote is not None:
             self.remote.kill()  # cut short by a second signal: its lifeline ends the command
-        if self.remote is not None and self.rented is None and not self.o.keep:
-            self.remote.cleanup()  # --on: the machine stays, this run's files go
+        if self.lease is not None:
+            self.lease.halt()
+        if self.rented is not None:
+            # --keep keeps a machine the command ran on, not one that never got that far.
+            if self.o.keep and self.remote is not None:
+                self._keep()
+            else:
+                self._give_back(self.rented)
+        tidy: list[Callable[[], None]] = []
+        if self.remote is not None and self.rented is None:
+            tidy.append(self.remote.cleanup)  # --on: the machine stays, this run's files go
         if self.session is not None:
-            self.session.close()
-        if self.rented is None:
-            return
-        if self.o.keep:
-            self._keep()
-            return
-        self._give_back(self.rented)
+            tidy.append(self.session.close)
+        if self.lease is not None:
+            tidy.append(self.lease.stop)
+        for step in tidy:
+            try:
+                step()
+            except (OSError, subprocess.SubprocessError) as error:
+                self.report.warn(f"cleanup: {error}")
 
     def _keep(self) -> None:
         name = self.rented

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 from brev.cli.run.report import Reporter
-from brev.client import BrevClient, ServerUnreachable
+from brev.client import BrevClient
 from brev.errors import BrevError
 
 
@@ -20,10 +20,14 @@ class LeaseKeeper:
         self._report = reporter
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name="brev-lease", daemon=True)
-        self.unreachable_since_warned = False
+        self._warned = False
 
     def start(self) -> None:
         self._thread.start()
+
+    def halt(self) -> None:
+        """No more renewals, without waiting for one in flight."""
+        self._stop.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -32,14 +36,17 @@ class LeaseKeeper:
         self._client.close()
 
     def _renew(self) -> None:
+        from brev.client import Conflict, NotFound
+
         while not self._stop.wait(self._every):
             try:
                 self._client.renew_lease(self._name)
-                self.unreachable_since_warned = False
-            except ServerUnreachable as error:
-                if not self.unreachable_since_warned:
-                    self._report.warn(f"lease of {self._name} not renewed: {error.message}")
-                    self.unreachable_since_warned = True
-            except BrevError as error:  # gone, being deleted (its TTL): nothing to keep
+                self._warned = False
+            except (Conflict, NotFound) as error:  # gone, or being deleted (its TTL)
                 self._report.warn(f"lease of {self._name} not renewed: {error.message}")
                 return
+            except Exception as error:  # a 5xx during a deploy, a network blip: try again
+                if not self._warned:
+                    message = error.message if isinstance(error, BrevError) else repr(error)
+                    self._report.warn(f"lease of {self._name} not renewed yet: {message}")
+                    self._warned = True
