@@ -132,4 +132,4 @@ def _usage(message: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL, context_settings={"ignore_unknown_options": False})(run)
+    app.command(rich_help_panel=PANEL)(run)

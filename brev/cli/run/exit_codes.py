@@ -13,15 +13,3 @@ TIMEOUT = 124  # as timeout(1): --timeout passed before it ran, or its TTL ended
 CONNECTION_LOST = 255  # as ssh: the connection to the machine dropped mid-run
 SIGINT = 130
 SIGTERM = 143
-
-MEANINGS = {
-    USAGE: "usage error: the command line is wrong",
-    PROVISIONING_FAILED: "provisioning failed: no placement could be created",
-    BREV_ERROR: "brev failed: plane unreachable, token refused, or another error of brev's",
-    SYNC_FAILED: "the working directory could not be copied to the machine",
-    NO_CAPACITY: "no capacity: no matching GPU is free right now",
-    TIMEOUT: "timed out: --timeout before it ran, or the instance's TTL during the run",
-    CONNECTION_LOST: "the SSH connection to the machine was lost mid-run",
-    SIGINT: "interrupted (SIGINT): the command was signalled, the instance deleted",
-    SIGTERM: "terminated (SIGTERM): the command was signalled, the instance deleted",
-}

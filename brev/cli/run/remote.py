@@ -14,7 +14,6 @@ import contextlib
 import shlex
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -143,7 +142,3 @@ class RemoteCommand:
         paths = (self._layout.state, f"{RUNS}/{self._layout.run_id}")
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._session.run(f"rm -rf {' '.join(shlex.quote(p) for p in paths)}", timeout=timeout)
-
-
-def wait_until(deadline: float) -> float:
-    return max(0.0, deadline - time.monotonic())
