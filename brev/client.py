@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from brev import api
 from brev.errors import BrevError
+
+if TYPE_CHECKING:
+    from brev.api.web import LoginLink
 
 # httpx imports its own command-line tool (click, rich, pygments) from its __init__ when those
 # are installed; blocking that submodule halves the import time of every brev command. httpx
@@ -373,6 +376,11 @@ class BrevClient:
         body = {"public_key": public_key}
         response = self._request("POST", self._org_path(org, "/ssh/certificate"), body)
         return _parse(api.SshCertificate, response)
+
+    def create_login_link(self) -> LoginLink:
+        from brev.api.web import LoginLink
+
+        return _parse(LoginLink, self._request("POST", f"{api.API_PREFIX}/web/login-links"))
 
     def ssh_ca(self, org: str | None = None) -> api.SshCa:
         return self._get(api.SshCa, self._org_path(org, "/ssh/ca"))

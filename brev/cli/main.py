@@ -14,6 +14,7 @@ from brev.cli import (
     account,
     agent,
     catalog,
+    dashboard,
     editor,
     instances,
     jupyter,
@@ -97,6 +98,7 @@ app.add_typer(orgs.app, name="org", rich_help_panel="Organization")
 app.add_typer(tokens.app, name="token", rich_help_panel="Organization")
 app.add_typer(providers.app, name="provider", rich_help_panel="Organization")
 account.register(app)
+dashboard.register(app)
 app.add_typer(catalog.app, name="catalog", rich_help_panel="Configuration")
 app.add_typer(agent.app, name="agent", rich_help_panel="Configuration")
 

@@ -6,11 +6,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from importlib.resources import files
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from brev import __version__, api
@@ -35,9 +34,11 @@ from brev.server.routers import (
     providers,
     ssh,
     tokens,
+    web_sessions,
 )
 from brev.server.secrets import SecretBox
 from brev.server.settings import ServerSettings
+from brev.server.web import add_dashboard
 
 log = logging.getLogger("brev.server")
 
@@ -94,10 +95,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         events.router,
         nodes.router,
         ssh.router,
+        web_sessions.router,
     ):
         app.include_router(router, prefix=api.API_PREFIX)
     _add_error_handlers(app)
-    _add_dashboard(app)
+    add_dashboard(app)
     # Outermost after metrics: queued requests wait here, outside the thread pool.
     app.add_middleware(AdmissionLimit, limit=ADMITTED_REQUESTS)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
@@ -161,11 +163,3 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error in %s %s", request.method, request.url.path)
         return _error(500, "internal_error", "internal error; the server log has the details")
-
-
-def _add_dashboard(app: FastAPI) -> None:
-    page = files("brev.server.web").joinpath("dashboard.html").read_text()
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def dashboard() -> HTMLResponse:
-        return HTMLResponse(page)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from brev import api
 from brev.server.auth import Principal, authenticate
 from brev.server.errors import Forbidden
-from brev.server.services import run_tokens
+from brev.server.services import run_tokens, web_sessions
 from brev.server.services.scope import OrgContext, org_context
 
 
@@ -32,8 +32,30 @@ def bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" else None
 
 
+SESSION_COOKIE = "brev_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def signed_in_by_cookie(request: Request, session: Session) -> web_sessions.SignedIn | None:
+    """The dashboard session the request's cookie stands for; None without a cookie."""
+    secret = request.cookies.get(SESSION_COOKIE)
+    return web_sessions.resume(session, secret) if secret else None
+
+
+def _caller(request: Request, session: Session) -> Principal:
+    """By the Bearer token when there is one (the CLI, CI, scripts), else by the dashboard's
+    session cookie, whose writes must also carry the page's CSRF token."""
+    secret = bearer(request)
+    signed_in = None if secret is not None else signed_in_by_cookie(request, session)
+    if signed_in is None:
+        return authenticate(session, secret)
+    if request.method not in SAFE_METHODS:
+        web_sessions.check_csrf(signed_in, request.headers.get("x-csrf-token"))
+    return signed_in.principal
+
+
 def get_principal(request: Request, session: DbSession) -> Principal:
-    principal = authenticate(session, bearer(request))
+    principal = _caller(request, session)
     if principal.token_kind != "user":  # noqa: S105
         raise Forbidden("an agent token can only report for its own instance or node")
     # Every user route comes through here, so a run token's limits on routes live in one place.

@@ -159,6 +159,41 @@ class ApiToken(Base):
     max_ttl_seconds: Mapped[int | None] = mapped_column(Integer)
 
 
+class WebSession(Base):
+    """A browser signed in to the dashboard (brev.server.services.web_sessions).
+
+    It acts as the token it was started with, so revoking that token ends it too. The browser
+    holds the secret in an HttpOnly cookie; only its SHA-256 is here. `csrf_token` is not a
+    secret of the same kind: the page's script holds it and sends it back on every write,
+    which a cross-site form cannot.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    token_id: Mapped[str] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True
+    )
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(doc="signed out")
+
+
+class LoginLink(Base):
+    """A single-use, short-lived code that `brev dashboard` puts in the URL it opens."""
+
+    __tablename__ = "login_links"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    token_id: Mapped[str] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
 class Node(Base):
     """A machine the team owns (DGX Spark, workstation, rack server), registered with the plane."""
 
