@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # Tests that need PostgreSQL fail instead of skipping when this machine could install it.
 REQUIRE_SYSTEM_PACKAGES := $(shell [ "$$(id -u)" = 0 ] && echo 1 || echo 0)
 
-.PHONY: demo test lint typecheck pytest venv system-packages bench clean
+.PHONY: demo test lint typecheck pytest venv system-packages bench screenshots clean
 
 demo: venv system-packages
 	$(BIN)/python scripts/demo.py
@@ -38,6 +38,12 @@ pytest: venv
 
 bench: venv
 	$(BIN)/python bench/cli_startup.py
+
+# The dashboard's browser tests, keeping a screenshot of every page for docs/dashboard.md.
+screenshots: venv system-packages
+	BREV_DASHBOARD_SCREENSHOTS=$(CURDIR)/docs/dashboard $(BIN)/pytest -q \
+		tests/test_dashboard.py tests/test_dashboard_instances.py tests/test_dashboard_create.py \
+		tests/test_dashboard_nodes.py tests/test_dashboard_org.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

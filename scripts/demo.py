@@ -5,9 +5,10 @@ a CI token, adds AWS credentials, searches offers, creates an A100 instance, lis
 job would, deletes it, registers this machine as a node (through a private sshd on a loopback
 port that trusts the plane's SSH CA), runs an instance on it and a command inside that
 instance with `brev exec`, runs a CI job's test run there with `brev run` and a run-scoped
-token, prints the dashboard URL, and shuts everything down. Each step is
-the real `brev` command, shown as you would type it. The AWS account is moto's EC2 server (a
-local stand-in that speaks the EC2 API), so the demo needs no cloud account and costs nothing.
+token, opens the dashboard's single-use sign-in link as a browser would, and shuts
+everything down. Each step is the real `brev` command, shown as you would type it. The AWS
+account is moto's EC2 server (a local stand-in that speaks the EC2 API), so the demo needs no
+cloud account and costs nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -78,6 +80,31 @@ class Demo:
         """A command run without showing it (polling)."""
         result = subprocess.run([BREV, *args], env=self.env, capture_output=True, text=True)
         return result.stdout
+
+
+def show_dashboard_sign_in(demo: Demo, url: str) -> None:
+    """`brev dashboard` as on a machine without a browser: the link it prints, traded for a
+    session the way the page does it, then refused the second time."""
+    link = demo.brev("dashboard", "--no-browser", prints_secret=True).strip()
+    code = link.partition("#login=")[2]
+    body = json.dumps({"login_code": code}).encode()
+    for attempt in ("first use", "second use"):
+        request = urllib.request.Request(  # noqa: S310 (our own http URL)
+            f"{url}/api/v1/web/sessions",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
+                email = json.loads(answer.read())["email"]
+                cookie = answer.headers.get("Set-Cookie", "").split(";")[1:]
+                flags = ";".join(cookie).strip()
+                print(f"{attempt}: signed in as {email}; cookie flags: {flags}")
+        except urllib.error.HTTPError as error:
+            message = json.loads(error.read())["error"]["message"]
+            print(f"{attempt}: {error.code} {message}")
+    print(f"dashboard: {url}/  (or paste a token there; API reference at {url}/docs)")
 
 
 def wait_for(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
@@ -197,7 +224,7 @@ def run(home: Path) -> None:
         register_this_machine(demo, url, admin_token, home.parent)
 
         demo.step("Dashboard")
-        print(f"{url}/  (sign in with a token; API reference at {url}/docs)")
+        show_dashboard_sign_in(demo, url)
     finally:
         demo.step("Shut down")
         stop(server)

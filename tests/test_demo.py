@@ -39,6 +39,9 @@ def test_the_demo_runs_end_to_end_and_never_prints_a_whole_token() -> None:
         "CUDA_VISIBLE_DEVICES=[] in ",
         "brev shell on-my-box",
         "the agent uninstalled itself",
+        "first use: signed in as admin@localhost; cookie flags: HttpOnly; Max-Age=43200; "
+        "Path=/; SameSite=strict",
+        "second use: 401 this login link was used already or expired",
         "after a graceful shutdown",
         "demo complete",
     ):
