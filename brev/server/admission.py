@@ -19,6 +19,8 @@ from brev.api import API_PREFIX
 # run on threads of their own, brev.server.assignment_watch): counted here, 20 waiting agents
 # would shut everyone else out.
 NOT_ADMITTED = frozenset({f"{API_PREFIX}/agent/assignments"})
+# The dashboard's event streams (brev.server.fleet_watch) stay open as long as a page does.
+NOT_ADMITTED_SUFFIX = "/watch"
 
 
 class AdmissionLimit:
@@ -28,7 +30,12 @@ class AdmissionLimit:
         self._not_admitted = not_admitted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self._not_admitted:
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or path in self._not_admitted
+            or (path.startswith(f"{API_PREFIX}/orgs/") and path.endswith(NOT_ADMITTED_SUFFIX))
+        ):
             await self.app(scope, receive, send)
             return
         async with self._slots:

@@ -26,6 +26,7 @@ from brev.server.routers import (
     agents,
     catalog,
     events,
+    fleet,
     instances,
     meta,
     nodes,
@@ -96,6 +97,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         nodes.router,
         ssh.router,
         web_sessions.router,
+        fleet.router,
     ):
         app.include_router(router, prefix=api.API_PREFIX)
     _add_error_handlers(app)

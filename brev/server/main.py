@@ -93,17 +93,20 @@ def serve(settings: ServerSettings) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    from brev.server import assignment_watch
+    from brev.server import assignment_watch, fleet_watch
 
     created = prepare_database(settings)
     app = create_app(settings)
     watch = assignment_watch.of(app)
+    pages = fleet_watch.of(app)
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             # uvicorn waits for every open request before it stops: node agents' long-polls
-            # would hold a restart for up to 30 s. Answered now, they ask the next plane.
+            # would hold a restart for up to 30 s, the dashboard's streams for ever. Answered
+            # now, they ask the next plane.
             watch.close()
+            pages.close()
             await super().shutdown(sockets)
 
     announce(settings, created)

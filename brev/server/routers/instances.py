@@ -3,8 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Request, Response
+from pydantic import TypeAdapter
 
 from brev import api
+from brev.server.conditional import json_or_not_modified
 from brev.server.deps import DbSession, InOrg
 from brev.server.services import (
     gpu_metrics,
@@ -15,11 +17,13 @@ from brev.server.services import (
 )
 
 router = APIRouter(tags=["instances"])
+_INSTANCES = TypeAdapter(list[api.Instance])
 
 
-@router.get("/orgs/{org}/instances")
-def list_instances(session: DbSession, ctx: InOrg) -> list[api.Instance]:
-    return instances.list_instances(session, ctx)
+@router.get("/orgs/{org}/instances", response_model=list[api.Instance])
+def list_instances(request: Request, session: DbSession, ctx: InOrg) -> Response:
+    """The org's live instances. Sends an ETag; answers If-None-Match with 304."""
+    return json_or_not_modified(request, _INSTANCES, instances.list_instances(session, ctx))
 
 
 @router.post("/orgs/{org}/instances/plan")

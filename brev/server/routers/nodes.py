@@ -1,17 +1,21 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from pydantic import TypeAdapter
 
 from brev import api
+from brev.server.conditional import json_or_not_modified
 from brev.server.deps import DbSession, InOrg, UntiedInOrg
 from brev.server.services import node_install, nodes, ssh_ca
 
 router = APIRouter(tags=["nodes"])
+_NODES = TypeAdapter(list[api.Node])
 
 
-@router.get("/orgs/{org}/nodes")
-def list_nodes(session: DbSession, ctx: InOrg) -> list[api.Node]:
-    return nodes.list_nodes(session, ctx)
+@router.get("/orgs/{org}/nodes", response_model=list[api.Node])
+def list_nodes(request: Request, session: DbSession, ctx: InOrg) -> Response:
+    """The org's nodes. Sends an ETag; answers If-None-Match with 304."""
+    return json_or_not_modified(request, _NODES, nodes.list_nodes(session, ctx))
 
 
 @router.get("/orgs/{org}/nodes/{name}")

@@ -69,10 +69,17 @@ def node_gpus(node: Node, known_models: Iterable[str] | None = None) -> list[Nod
 
 
 def node_status(node: Node, now: datetime | None = None) -> api.NodeStatus:
-    if node.last_heartbeat_at is None:
+    return status_by_reports(node.last_heartbeat_at, node.report_interval_seconds, now)
+
+
+def status_by_reports(
+    last_report_at: datetime | None, interval_s: float | None, now: datetime | None = None
+) -> api.NodeStatus:
+    """A node's status from when its agent last reported and how often it reports."""
+    if last_report_at is None:
         return api.NodeStatus.INSTALLING
-    interval = node.report_interval_seconds or DEFAULT_REPORT_INTERVAL_S
-    silence = (now or utcnow()) - node.last_heartbeat_at
+    interval = interval_s or DEFAULT_REPORT_INTERVAL_S
+    silence = (now or utcnow()) - last_report_at
     if silence > timedelta(seconds=MISSED_REPORTS * interval + 2):
         return api.NodeStatus.OFFLINE
     return api.NodeStatus.ONLINE
