@@ -201,6 +201,11 @@ class BrevClient:
         body = {"email": email, "role": role, "name": name}
         return _parse(api.MemberAdded, self._request("POST", self._org_path(org, "/members"), body))
 
+    def set_member_role(self, email: str, role: api.Role, org: str | None = None) -> api.Member:
+        body = api.MemberRole(role=role).model_dump(mode="json")
+        path = self._org_path(org, f"/members/{email}")
+        return _parse(api.Member, self._request("PUT", path, body))
+
     def remove_member(self, email: str, org: str | None = None) -> None:
         self._request("DELETE", self._org_path(org, f"/members/{email}"))
 
@@ -340,8 +345,19 @@ class BrevClient:
         response = self._request("POST", self._org_path(org, "/catalog/refresh"))
         return _parse(_CATALOG_REFRESHES, response)
 
-    def events(self, limit: int = 100, org: str | None = None) -> list[api.Event]:
-        return self._get(_EVENTS, self._org_path(org, "/events"), limit=limit)
+    def events(
+        self,
+        limit: int = 100,
+        org: str | None = None,
+        *,
+        instance: str | None = None,
+        kind: str | None = None,
+        actor: str | None = None,
+        before: int | None = None,
+    ) -> list[api.Event]:
+        filters = {"instance": instance, "kind": kind, "actor": actor, "before": before}
+        given = {k: v for k, v in filters.items() if v is not None}
+        return self._get(_EVENTS, self._org_path(org, "/events"), limit=limit, **given)
 
     def nodes(self, org: str | None = None) -> list[api.Node]:
         return self._get(_NODES, self._org_path(org, "/nodes"))

@@ -133,6 +133,10 @@ class MemberAdd(_Model):
     role: Role = Role.MEMBER
 
 
+class MemberRole(_Model):
+    role: Role
+
+
 class MemberAdded(_Model):
     member: Member
     login_token: str | None = Field(

@@ -13,7 +13,18 @@ router = APIRouter(tags=["events"])
 
 @router.get("/orgs/{org}/events")
 def list_events(
-    session: DbSession, ctx: InOrg, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    session: DbSession,
+    ctx: InOrg,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    instance: Annotated[str | None, Query(max_length=63, description="its name")] = None,
+    kind: Annotated[
+        str | None, Query(max_length=64, description="action prefix, e.g. instance. or member.")
+    ] = None,
+    actor: Annotated[
+        str | None, Query(max_length=254, description="email; 'plane' for the plane's own")
+    ] = None,
+    before: Annotated[int | None, Query(ge=1, description="only events older than this id")] = None,
 ) -> list[api.Event]:
-    """The org's audit log, newest first."""
-    return events.list_events(session, ctx, limit)
+    """The org's audit log, newest first; page on with before=<the last id you got>."""
+    query = events.EventQuery(instance=instance, kind=kind, actor=actor, before=before)
+    return events.list_events(session, ctx, limit, query)

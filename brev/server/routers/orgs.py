@@ -39,6 +39,12 @@ def add_member(session: DbSession, ctx: InOrg, body: api.MemberAdd) -> api.Membe
     return orgs.add_member(session, ctx, body)
 
 
+@router.put("/orgs/{org}/members/{email}")
+def set_member_role(session: DbSession, ctx: InOrg, email: str, body: api.MemberRole) -> api.Member:
+    """Change a member's role (admins only); 409 for the org's last admin."""
+    return orgs.set_role(session, ctx, email, body.role)
+
+
 @router.delete("/orgs/{org}/members/{email}", status_code=204)
 def remove_member(session: DbSession, ctx: InOrg, email: str) -> Response:
     orgs.remove_member(session, ctx, email)

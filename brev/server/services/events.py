@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
@@ -57,8 +58,35 @@ def about_instance(
     )
 
 
-def list_events(session: Session, ctx: OrgContext, limit: int) -> list[api.Event]:
-    return _newest_first(session, ctx, limit)
+@dataclass(frozen=True)
+class EventQuery:
+    """The audit log's filters; None: any."""
+
+    instance: str | None = None
+    kind: str | None = None  # a prefix of the action
+    actor: str | None = None  # an email, or PLANE_ACTOR
+    before: int | None = None  # an event id: only older ones (paging)
+
+
+PLANE_ACTOR = "plane"
+
+
+def list_events(
+    session: Session, ctx: OrgContext, limit: int, query: EventQuery | None = None
+) -> list[api.Event]:
+    query = query or EventQuery()
+    conditions: list[ColumnElement[bool]] = []
+    if query.instance is not None:
+        conditions += [Event.object_type == "instance", Event.object_name == query.instance]
+    if query.kind:
+        conditions.append(Event.action.startswith(query.kind, autoescape=True))
+    if query.actor == PLANE_ACTOR:
+        conditions.append(Event.actor_id.is_(None))
+    elif query.actor is not None:
+        conditions.append(User.email == query.actor.lower())
+    if query.before is not None:
+        conditions.append(Event.id < query.before)
+    return _newest_first(session, ctx, limit, *conditions)
 
 
 def for_object(

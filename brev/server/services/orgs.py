@@ -120,18 +120,9 @@ def remove_member(session: Session, ctx: OrgContext, email: str) -> None:
     """Take a person out of the org: their tokens stop acting in it, and the plane signs them
     no more SSH certificates for its machines (the ones they hold end within hours)."""
     ctx.require_admin("removing members")
-    user = session.scalar(select(User).where(User.email == email.lower()))
-    membership = session.get(Membership, (user.id, ctx.org.id)) if user else None
-    if user is None or membership is None:
-        raise NotFound(f"{email} is not a member of '{ctx.org.name}'")
+    user, membership = _membership(session, ctx, email)
     if membership.role == Role.ADMIN:
-        admins = session.scalar(
-            select(func.count())
-            .select_from(Membership)
-            .where(Membership.org_id == ctx.org.id, Membership.role == Role.ADMIN)
-        )
-        if admins == 1:
-            raise Conflict(f"{email} is the last admin of '{ctx.org.name}'; make another first")
+        _keep_an_admin(session, ctx, email)
     session.delete(membership)
     events.record(
         session,
@@ -142,3 +133,42 @@ def remove_member(session: Session, ctx: OrgContext, email: str) -> None:
         object_id=user.id,
         object_name=user.email,
     )
+
+
+def set_role(session: Session, ctx: OrgContext, email: str, role: Role) -> api.Member:
+    """Make a member an admin, or an admin a member (never the org's last admin)."""
+    ctx.require_admin("changing roles")
+    user, membership = _membership(session, ctx, email)
+    if membership.role == Role.ADMIN and role != Role.ADMIN:
+        _keep_an_admin(session, ctx, email)
+    if membership.role != role:
+        membership.role = role
+        events.record(
+            session,
+            org_id=ctx.org.id,
+            actor_id=ctx.principal.user_id,
+            action="member.role",
+            object_type="user",
+            object_id=user.id,
+            object_name=user.email,
+            details={"role": role.value},
+        )
+    return api.Member(email=user.email, name=user.name, role=role, joined_at=membership.created_at)
+
+
+def _membership(session: Session, ctx: OrgContext, email: str) -> tuple[User, Membership]:
+    user = session.scalar(select(User).where(User.email == email.lower()))
+    membership = session.get(Membership, (user.id, ctx.org.id)) if user else None
+    if user is None or membership is None:
+        raise NotFound(f"{email} is not a member of '{ctx.org.name}'")
+    return user, membership
+
+
+def _keep_an_admin(session: Session, ctx: OrgContext, email: str) -> None:
+    admins = session.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .where(Membership.org_id == ctx.org.id, Membership.role == Role.ADMIN)
+    )
+    if admins == 1:
+        raise Conflict(f"{email} is the last admin of '{ctx.org.name}'; make another first")
