@@ -25,6 +25,9 @@ from tests.databases import PostgresDatabases, SqliteDatabases
 from tests.moto import MotoServer, start_moto
 from tests.postgres import PostgresCluster, free_port, postgres_bindir
 
+# The dashboard tests' `browser` and `page` fixtures.
+pytest_plugins = ("tests.dashboard_browser",)
+
 BREV = str(Path(sys.executable).parent / "brev")
 BREV_ENV_VARS = (
     "BREV_HOME",

@@ -1,9 +1,10 @@
 """What every dashboard test shares: Debian's Chromium driven by Playwright, a page that
 records what went wrong in it, signing in by pasting a token, and screenshots for the docs.
 
-Use it from a test module with
-`from tests.dashboard_browser import browser, page  # noqa: F401` (the fixtures), plus the
-helpers by name. Importing it skips the module when Chromium is missing."""
+tests/conftest.py loads this module as a plugin, so the `browser` and `page` fixtures are
+everywhere; a test module imports only the helpers (`sign_in`, `screenshot`, ...). A test
+that asks for a browser is skipped when Chromium is missing (failed under make test, which
+installs it)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
-
-if shutil.which(CHROMIUM) is None:
-    message = "Chromium not found (make test installs Debian's chromium as root)"
-    if os.environ.get("BREV_REQUIRE_SYSTEM_PACKAGES") == "1":
-        raise RuntimeError(message)
-    pytest.skip(message, allow_module_level=True)
-
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 # What each open page logged that a test should fail on, by page (see `problems`).
 _PROBLEMS: dict[int, list[str]] = {}
@@ -30,6 +24,11 @@ _PROBLEMS: dict[int, list[str]] = {}
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        message = "Chromium not found (make test installs Debian's chromium as root)"
+        if os.environ.get("BREV_REQUIRE_SYSTEM_PACKAGES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,

@@ -90,7 +90,9 @@ def test_the_package_comes_from_site_packages(installed: Path, elsewhere: Path) 
     package = site_packages / "brev"
     assert (package / "migrations" / "script.py.mako").is_file()
     assert list((package / "migrations" / "versions").glob("0001_*.py"))
-    assert (package / "server" / "web" / "dashboard.html").is_file()
+    web = package / "server" / "web"
+    for shipped in ("index.html", "app.js", "pages/instances.js", "vendor/uplot/uPlot.esm.js"):
+        assert (web / shipped).is_file(), shipped
     assert not (site_packages / "migrations").exists()  # no top-level `migrations` package
     assert (package / "providers" / "base.py").is_file()
     assert (package / "providers" / "aws.py").is_file()
