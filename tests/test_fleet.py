@@ -153,11 +153,22 @@ def test_spend_counts_running_time_of_the_last_seven_days(plane: Plane) -> None:
     with plane.app.state.sessions() as session, session.begin():
         # Ran 2 h, three and one hours ago: 2 h x $2.
         short = _instance(org_id, user_id, "short", status="stopped", price_per_hour=2.0)
+        short.created_at = now - timedelta(hours=4)
         # Running since before the window, no change within it: 7 days x $1.
-        long = _instance(org_id, user_id, "long", price_per_hour=1.0, gpu_count=0)
+        long = _instance(
+            org_id,
+            user_id,
+            "long",
+            price_per_hour=1.0,
+            gpu_count=0,
+            created_at=now - timedelta(days=9),
+        )
+        # Made an hour ago and running since, its events never written: 1 h x $4, not 7 days.
+        new = _instance(org_id, user_id, "new", price_per_hour=4.0, gpu_count=0)
+        new.created_at = now - timedelta(hours=1)
         # Stopped 9 days ago: nothing this week.
         old = _instance(org_id, user_id, "old", status="stopped", price_per_hour=50.0)
-        session.add_all([short, long, old])
+        session.add_all([short, long, old, new])
         session.flush()
         session.add_all(
             [
@@ -170,8 +181,8 @@ def test_spend_counts_running_time_of_the_last_seven_days(plane: Plane) -> None:
             ]
         )
     fleet = plane.http(plane.admin_token).get(f"{API}/orgs/default/fleet").json()
-    assert fleet["spend_7d"] == pytest.approx(2 * 2.0 + 7 * 24 * 1.0, abs=0.05)
-    assert fleet["cost_per_hour"] == pytest.approx(1.0)
+    assert fleet["spend_7d"] == pytest.approx(2 * 2.0 + 7 * 24 * 1.0 + 4.0, abs=0.05)
+    assert fleet["cost_per_hour"] == pytest.approx(5.0)
 
 
 @pytest.mark.parametrize("path", ["/fleet", "/instances", "/nodes"])

@@ -198,7 +198,8 @@ def _spend(session: Session, ctx: OrgContext, now: datetime) -> float:
         # Running when the window opened: its first change in the window ends a run, or it
         # changed nothing in the window and runs now.
         running_at_start = not stretch[0][1] if stretch else instance.status == S.RUNNING
-        hours = _running_hours(stretch, start, now, running_at_start)
+        # Nothing ran before it existed (a row written without its events, say).
+        hours = _running_hours(stretch, max(start, instance.created_at), now, running_at_start)
         total += hours * (instance.price_per_hour or 0.0)
     return total
 
