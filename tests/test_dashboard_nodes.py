@@ -116,6 +116,7 @@ def test_nodes_list_detail_live_and_removal(
     expect(row).to_contain_text("580.159.04")
     expect(row).to_contain_text("13.0")
     expect(row).to_contain_text(re.compile(r"\d+[smh] ago"))
+    expect(page.locator(".toolbar .count")).to_have_text("1 node, 1 online · 2 of 2 GPUs free")
     screenshot(page, "nodes")
 
     # The node's page: facts as text (a <script> in them stays text), both GPUs free.

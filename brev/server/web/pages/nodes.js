@@ -32,6 +32,10 @@ function gpusLabel(node) {
   return [...counts].map(([model, n]) => `${n} × ${model}`).join(", ");
 }
 
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
 function freeCount(node) {
   return node.gpus.filter((g) => !g.instance).length;
 }
@@ -118,7 +122,8 @@ async function renderList(root, ctx) {
     const free = nodes.reduce((sum, n) => sum + freeCount(n), 0);
     const gpus = nodes.reduce((sum, n) => sum + n.gpus.length, 0);
     count.textContent = nodes.length
-      ? `${nodes.length} nodes, ${online} online · ${free} of ${gpus} GPUs free` : "";
+      ? `${plural(nodes.length, "node")}, ${online} online · ${free} of ${plural(gpus, "GPU")} free`
+      : "";
     table.hidden = nodes.length === 0;
     empty.hidden = nodes.length > 0;
   }
@@ -156,10 +161,12 @@ async function renderNode(root, ctx, name) {
     h("section", { "aria-labelledby": "node-facts-title" },
       h("h2", { id: "node-facts-title" }, "Facts"), fields),
     events);
-  if (ctx.role === "admin") actions.append(removeControls(ctx, path, name, actions));
+  const removal = ctx.role === "admin" ? removeControls(ctx, path, name, actions) : null;
+  if (removal) actions.append(removal.element);
 
   function draw(next, now = Date.now()) {
     detail = next;
+    if (removal) removal.update(next);
     status.replaceChildren(h("span", { class: `status-${next.status}` }, next.status),
       ` · last report ${reportAge(next, now)}`,
       h("span", { class: "muted" }, ` · ${gpusLabel(next)}, ${freeCount(next)} free`));
@@ -220,14 +227,15 @@ function gpuTable(node) {
       const total = r.memory_total_mib ?? g.memory_mib;
       return h("tr", { "data-index": String(g.index) },
         h("th", { scope: "row" }, String(g.index)),
-        h("td", {}, g.model || g.name, g.model && g.name && g.name !== g.model
+        // "H200"; the driver's name too when it says more than "NVIDIA H200" does
+        h("td", {}, g.model || g.name, g.model && g.name && !g.name.includes(g.model)
           ? h("span", { class: "muted small" }, ` (${g.name})`) : null,
         g.uuid ? h("div", { class: "muted small mono" }, g.uuid) : null),
         h("td", { class: g.instance ? "held" : "free" },
           g.instance ? h("a", { href: route("instances", g.instance) }, g.instance) : "free"),
         h("td", { class: "num" }, formatPercent(util),
           util === null || util === undefined ? null
-            : h("meter", { min: "0", max: "100", value: String(util), "aria-hidden": "true" })),
+            : [" ", h("meter", { min: "0", max: "100", value: String(util), "aria-hidden": "true" })]),
         h("td", { class: "num" }, g.unified_memory && r.memory_used_mib === undefined
           ? "shared with host"
           : `${formatMib(r.memory_used_mib)} / ${formatMib(total)}`),
@@ -283,7 +291,7 @@ function removeControls(ctx, path, name, section) {
   const remove = h("button", { type: "button", class: "danger" }, "Remove node");
   const force = h("button", { type: "button", class: "danger", hidden: true },
     "Remove anyway, deleting its instances");
-  const wrap = h("div", { class: "actions" }, remove, force);
+  const element = h("div", { class: "actions" }, remove, force);
 
   async function removeWith(forced, button) {
     button.disabled = true;
@@ -310,5 +318,12 @@ function removeControls(ctx, path, name, section) {
       "for good.", { confirm: "Remove and delete" });
     if (sure) await removeWith(true, force);
   });
-  return wrap;
+  // Nothing left on the node (deleted elsewhere): a plain removal works again.
+  function update(node) {
+    if (!force.hidden && node.instances.length === 0) {
+      force.hidden = true;
+      clearError(section);
+    }
+  }
+  return { element, update };
 }
