@@ -201,6 +201,30 @@ def test_admin_manages_members_tokens_credentials_and_reads_the_audit_log(
     expect(members.locator("tbody tr", has_text=email)).to_have_count(0)
     expect(page.get_by_role("alert")).to_have_count(0)
 
+    # Inviting them again: they have an account, so no new login token.
+    members.get_by_label("Email").fill(email)
+    members.get_by_role("button", name="Invite").click()
+    expect(members.get_by_role("status")).to_contain_text("already have a brev account")
+    expect(page.locator("#login-token")).to_have_count(0)
+    expect(members.locator("tbody tr", has_text=email)).to_be_visible()
+
+
+def test_an_admin_who_steps_down_sees_the_page_as_a_member(
+    live_server: LiveServer, org: str, page: Page
+) -> None:
+    email = f"a-{uuid.uuid4().hex[:6]}@example.com"
+    with BrevClient(live_server.url, live_server.admin_token, org=org) as admin:
+        added = admin.add_member(email, role=api.Role.ADMIN)
+    assert added.login_token is not None
+    open_org(page, live_server, added.login_token, org)
+    members = page.locator("#org-members")
+    expect(members.get_by_role("button", name="Invite")).to_be_visible()
+    members.get_by_label(f"Role of {email}").select_option("member")
+    confirm(page, "Make me a member")
+    expect(page.get_by_text("a member of this org")).to_be_visible()
+    expect(members.locator("tbody tr").first).to_be_visible()
+    expect(members.locator("form, select, button")).to_have_count(0)
+
 
 def test_a_member_is_offered_no_admin_controls(
     live_server: LiveServer, org: str, page: Page

@@ -41,7 +41,8 @@ export async function renderCredentials(section, ctx) {
       ["Provider", "Identity", "Added by", "Added"].map((l) => h("th", { scope: "col" }, l)),
       admin ? h("th", { scope: "col" }, h("span", { class: "offscreen" }, "Actions")) : null)),
     tbody);
-  section.append(alerts, table, empty, admin ? addForm() : null);
+  section.append(alerts, table, empty,
+    admin ? h("h3", {}, "Add or replace credentials") : null, admin ? addForm() : null);
 
   async function refresh() {
     const configs = await ctx.api.get(base);
@@ -83,15 +84,17 @@ export async function renderCredentials(section, ctx) {
   function addForm() {
     const provider = h("select", { id: "credential-provider" },
       Object.keys(EXAMPLES).map((p) => h("option", { value: p }, p)));
-    const config = h("textarea", { id: "credential-config", rows: "4", cols: "60", required: true,
+    const config = h("textarea", { id: "credential-config", rows: "4", cols: "90", required: true,
       spellcheck: "false", autocomplete: "off", class: "mono" });
     const hint = () => (config.placeholder = EXAMPLES[provider.value] || "{}");
     hint();
     provider.addEventListener("change", hint);
     const submit = h("button", { type: "submit", class: "primary" }, "Add credentials");
-    const form = h("form", { id: "credential-form", "aria-label": "Add cloud credentials" },
-      h("h3", {}, "Add or replace credentials"),
-      h("p", { class: "inline-fields" },
+    const form = h("form", { id: "credential-form", class: "panel",
+      "aria-label": "Add cloud credentials" },
+      h("p", { class: "muted small" },
+        "Adding a provider that is here already replaces its credentials."),
+      h("p", { class: "toolbar" },
         h("label", { for: "credential-provider" }, "Provider"), " ", provider),
       h("p", {}, h("label", { for: "credential-config" }, "Config (JSON)")),
       h("p", {}, config),

@@ -57,7 +57,8 @@ export async function renderMembers(section, ctx) {
     const self = m.email.toLowerCase() === String(ctx.me).toLowerCase();
     if (self && role !== "admin") {
       const sure = await confirmDialog(
-        "Make yourself a member? You will no longer manage this org.", { confirm: "Make me a member" });
+        "Make yourself a member? You will no longer manage this org.",
+        { confirm: "Make me a member" });
       if (!sure) {
         select.value = m.role;
         return;
@@ -102,7 +103,8 @@ export async function renderMembers(section, ctx) {
       autocomplete: "off" });
     const role = h("select", { id: "invite-role" }, ROLES.map((r) => h("option", { value: r }, r)));
     const submit = h("button", { type: "submit", class: "primary" }, "Invite");
-    const form = h("form", { class: "inline", id: "invite-form", "aria-label": "Invite a member" },
+    const form = h("form", { class: "inline toolbar", id: "invite-form",
+      "aria-label": "Invite a member" },
       h("label", { for: "invite-email" }, "Email"), email,
       h("label", { for: "invite-name" }, "Name (optional)"), name,
       h("label", { for: "invite-role" }, "Role"), role,

@@ -99,7 +99,8 @@ export async function renderTokens(section, ctx) {
       h("option", { value: "" }, "everything you may do"),
       h("option", { value: "run" }, "run (CI: brev run only)"));
     const submit = h("button", { type: "submit", class: "primary" }, "Create token");
-    const form = h("form", { class: "inline", id: "token-form", "aria-label": "Create a token" },
+    const form = h("form", { class: "inline toolbar", id: "token-form",
+      "aria-label": "Create a token" },
       h("label", { for: "token-name" }, "Token name"), name,
       h("label", { for: "token-expires" }, "Expires"), expires,
       h("label", { for: "token-scope" }, "Scope"), scope,
