@@ -207,6 +207,31 @@ def test_lists_answer_if_none_match_with_304_until_they_change(plane: Plane, pat
     assert changed.headers["etag"] != tag
 
 
+def test_an_agent_report_is_not_a_change_of_the_instances_list(plane: Plane) -> None:
+    """Reports are bookkeeping (brev.server.db.models.INSTANCE_BOOKKEEPING): a fleet of agents
+    must not make every open page re-read the list. What the instance is still moves it."""
+    _seed_fleet(plane)
+    http = plane.http(plane.admin_token)
+    token = http.post(f"{API}/orgs/default/instances/train-big/agent-token").json()["token"]
+    listed = http.get(f"{API}/orgs/default/instances")
+    before = {i["name"]: i["updated_at"] for i in listed.json()}
+    report = {"collected_at": utcnow().isoformat(), "gpus": [_gpu(0, 50.0)], "host": {}}
+    sent = plane.http(token).post(
+        f"{API}/agent/reports", json={"reports": [{"seq": 1, "report": report}]}
+    )
+    assert sent.status_code == 200 and sent.json()["accepted"] == 1
+    same = http.get(
+        f"{API}/orgs/default/instances", headers={"If-None-Match": listed.headers["etag"]}
+    )
+    assert same.status_code == 304
+    detail = http.get(f"{API}/orgs/default/instances/train-big").json()
+    assert detail["last_heartbeat_at"] is not None
+    assert detail["updated_at"] == before["train-big"]
+    assert http.post(f"{API}/orgs/default/instances/train-big/stop").status_code == 200
+    stopped = http.get(f"{API}/orgs/default/instances/train-big").json()
+    assert stopped["updated_at"] > before["train-big"]
+
+
 def test_another_orgs_fleet_is_not_found(plane: Plane) -> None:
     _seed_fleet(plane)
     added = plane.http(plane.admin_token).post(

@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from brev.server import fleet_watch
 from brev.server.db.engine import make_engine, make_sessionmaker, transaction
-from brev.server.db.models import Instance, Node
+from brev.server.db.models import Instance, Node, utcnow
 from tests.conftest import LiveServer, Plane, start_server, stop_server
 from tests.seed import add_instances
 
@@ -57,6 +57,40 @@ def test_a_stream_says_the_version_then_keeps_alive_then_each_change(
     assert rest == []
 
 
+def test_agent_reports_are_readings_said_at_most_every_readings_s(
+    plane: Plane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fleet_watch, "POLL_S", 0.05)
+    monkeypatch.setattr(fleet_watch, "READINGS_S", 0.5)
+    monkeypatch.setattr(fleet_watch, "KEEPALIVE_S", 5.0)
+    add_instances(plane.settings.database_url, "default", "admin@localhost", ["one"])
+    http = plane.http(plane.admin_token)
+    token = http.post(f"{API}/orgs/default/instances/one/agent-token").json()["token"]
+    agent = plane.http(token)
+    watch = fleet_watch.FleetWatch(plane.app.state.sessions)
+    org_id = _org_id(plane)
+
+    async def read() -> tuple[list[bytes], float]:
+        stream = watch.stream(org_id)
+        chunks = [await anext(stream)]
+        started = time.monotonic()
+        for seq in range(1, 6):  # a report every 0.1 s: readings, never a fleet change
+            report = {"reports": [{"seq": seq, "report": {"gpus": [], "host": {}}}]}
+            assert agent.post(f"{API}/agent/reports", json=report).status_code == 200
+            await asyncio.sleep(0.1)
+        chunks.append(await asyncio.wait_for(anext(stream), 5))
+        said = time.monotonic() - started
+        watch.close()
+        chunks += [chunk async for chunk in stream]
+        return chunks, said
+
+    (first, readings, *rest), said = asyncio.run(read())
+    assert first.startswith(b"retry: 1000\nevent: fleet\n")
+    assert readings.startswith(b"event: readings\ndata: ")  # and no fleet event before it
+    assert said < 2.0
+    assert rest == []
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live = start_server(
@@ -95,7 +129,7 @@ def test_a_change_by_another_process_reaches_an_open_stream_within_2_s(
         # This test process is the "other replica": it writes the database directly.
         engine = make_engine(database)
         with transaction(make_sessionmaker(engine)) as session:
-            session.execute(update(Instance).values(status="stopping"))
+            session.execute(update(Instance).values(status="stopping", updated_at=utcnow()))
         engine.dispose()
         changed_at = time.monotonic()
         while len(found) < 2 and time.monotonic() < changed_at + 5:

@@ -25,10 +25,12 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
+    inspect,
     text,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
 
 
 def new_id() -> str:
@@ -311,7 +313,8 @@ class Instance(Base):
     host_keys: Mapped[str | None] = mapped_column(Text)
     created_by_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # When what the instance is last changed; moved by `_note_a_change` below, not onupdate.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_heartbeat_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
     # The reconciler's bookkeeping. `plan` is the ordered list of placements to try (failover);
@@ -332,6 +335,36 @@ class Instance(Base):
     # Autostop: since when every report said idle (GPUs under 5 %, no SSH session); None: busy.
     idle_since: Mapped[datetime | None]
     autostop_delete: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# Columns whose change is bookkeeping, not a change of the instance: an agent's report (its
+# readings, idleness, pace, pinned host keys) and a reconciler's lease and schedule. The
+# instances list's ETag and the dashboard's live version follow `updated_at`, so a fleet of
+# reporting agents would otherwise make every open page re-read every list every second.
+INSTANCE_BOOKKEEPING = frozenset(
+    {
+        "telemetry",
+        "last_report_seq",
+        "report_interval_seconds",
+        "last_heartbeat_at",
+        "idle_since",
+        "host_keys",
+        "lease_owner",
+        "lease_expires_at",
+        "next_check_at",
+        "transient_failures",
+    }
+)
+
+
+@event.listens_for(Instance, "before_update")
+def _note_a_change(_mapper: Mapper[Instance], _connection: Connection, target: Instance) -> None:
+    """ORM writes move `updated_at` unless they touched bookkeeping only (or set it
+    themselves). A Core `update(Instance)` sets it itself where it changes what the row is."""
+    state = inspect(target)
+    changed = {attr.key for attr in state.attrs if attr.history.has_changes()}
+    if "updated_at" not in changed and not changed <= INSTANCE_BOOKKEEPING:
+        target.updated_at = utcnow()
 
 
 class ProviderConfig(Base):

@@ -4,7 +4,8 @@
 // A page module is `export async function render(root, ctx)`: root is an empty element to
 // fill; ctx is { api, org, role, me, params, live, navigate }. render may return a cleanup
 // function, called when the page is left (another route, another org, sign-out). Live
-// subscriptions made through ctx.live end with the page by themselves.
+// subscriptions made through ctx.live (live.js: subscribe(fn, {readings})) end with the page
+// by themselves.
 
 import { ApiError, createApi } from "./api.js";
 import { createLive } from "./live.js";
@@ -90,8 +91,8 @@ async function show() {
   document.title = `${found.title} · brev`;
   const membership = state.memberships.find((m) => m.org === state.org);
   const live = {
-    subscribe(fn) {
-      const unsubscribe = state.live.subscribe(fn);
+    subscribe(fn, options) {
+      const unsubscribe = state.live.subscribe(fn, options);
       mine.unsubscribers.push(unsubscribe);
       return unsubscribe;
     },

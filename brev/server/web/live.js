@@ -1,28 +1,34 @@
-// Live updates of one org: Server-Sent Events from GET /orgs/{org}/watch (one `fleet` event
-// whenever anything the dashboard shows changes), so an idle page costs the plane nothing
-// but a keepalive. Where the stream is not available (an older plane answers 404, a proxy
-// cuts it), the page falls back to polling every 2 s, which with ETags is a 304 each time.
-// Either way nothing runs while the tab is hidden; on return the pages re-read at once.
+// Live updates of one org: Server-Sent Events from GET /orgs/{org}/watch, so an idle page
+// costs the plane nothing but a keepalive. Two kinds of event: `fleet` (what the lists show
+// changed: an instance's status, health or settings, a node's status or GPUs) and `readings`
+// (agents reported new GPU readings; the plane says so at most every 10 s). A page that shows
+// no readings (the instances list) subscribes with {readings: false} and is not woken by a
+// fleet of reporting agents. Where the stream is not available (an older plane answers 404,
+// a proxy cuts it), the page falls back to polling every 2 s, which with ETags is a 304 each
+// time. Either way nothing runs while the tab is hidden; on return the pages re-read at once.
 
 const POLL_MS = 2000;
 const RETRY_STREAM_MS = 30000; // while polling, try the stream again this often
 
 export function createLive(org, { eventSource = (url) => new EventSource(url) } = {}) {
   const url = `/api/v1/orgs/${encodeURIComponent(org)}/watch`;
-  const listeners = new Set();
+  const listeners = new Map(); // listener -> wants readings too
   let source = null;
   let pollTimer = null;
   let retryTimer = null;
   let stopped = false;
 
-  function notify() {
-    for (const listener of [...listeners]) listener();
+  function notify(kind) {
+    for (const [listener, readings] of [...listeners]) {
+      if (kind !== "readings" || readings) listener();
+    }
   }
 
   function openStream() {
     closeStream();
     source = eventSource(url);
-    source.addEventListener("fleet", notify);
+    source.addEventListener("fleet", () => notify("fleet"));
+    source.addEventListener("readings", () => notify("readings"));
     source.addEventListener("open", stopPolling);
     source.addEventListener("error", () => {
       // CONNECTING: EventSource retries by itself (a restarted plane, a dropped connection).
@@ -41,7 +47,7 @@ export function createLive(org, { eventSource = (url) => new EventSource(url) } 
 
   function startPolling() {
     if (pollTimer || stopped || document.hidden) return;
-    pollTimer = setInterval(notify, POLL_MS);
+    pollTimer = setInterval(() => notify("poll"), POLL_MS);
     retryTimer = setTimeout(() => {
       if (!stopped && !document.hidden) openStream();
     }, RETRY_STREAM_MS);
@@ -70,9 +76,10 @@ export function createLive(org, { eventSource = (url) => new EventSource(url) } 
   document.addEventListener("visibilitychange", onVisibility);
 
   return {
-    // fn runs on every change while subscribed. Calls never overlap: a change that comes
-    // while fn is still reading runs it once more afterwards, not once per change.
-    subscribe(fn) {
+    // fn runs on every change while subscribed (readings too, unless {readings: false}).
+    // Calls never overlap: a change that comes while fn is still reading runs it once more
+    // afterwards, not once per change.
+    subscribe(fn, { readings = true } = {}) {
       let running = false;
       let again = false;
       const listener = async () => {
@@ -92,7 +99,7 @@ export function createLive(org, { eventSource = (url) => new EventSource(url) } 
           running = false;
         }
       };
-      listeners.add(listener);
+      listeners.set(listener, readings);
       resume();
       return () => {
         listeners.delete(listener);

@@ -173,7 +173,7 @@ export async function render(root, ctx) {
         showError(watchPanel, error);
       }
     };
-    state.unsubscribe = ctx.live.subscribe(refresh);
+    state.unsubscribe = ctx.live.subscribe(refresh, { readings: false });
     // A live event may come before the stream is open: read once more shortly anyway.
     state.timer = setInterval(refresh, 3000);
     const stop = state.unsubscribe;

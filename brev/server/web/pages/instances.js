@@ -167,7 +167,8 @@ export async function render(root, ctx) {
   const started = performance.now();
   await refresh();
   root.dataset.drawnMs = String(Math.round(performance.now() - started));
-  ctx.live.subscribe(() => refresh().catch((error) => showError(root, error)));
+  // The list shows no GPU readings: a fleet of reporting agents need not wake it.
+  ctx.live.subscribe(() => refresh().catch((error) => showError(root, error)), { readings: false });
   // Ages and "expires in" move on while nothing changes.
   const ticker = setInterval(() => merge(list), 30000);
   return () => clearInterval(ticker);
