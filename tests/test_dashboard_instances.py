@@ -103,7 +103,7 @@ def _gpu(index: int, utilization: float) -> dict[str, Any]:
 
 
 def _rows(page: Page) -> list[str]:
-    return page.locator("table.instances tbody tr:visible th").all_text_contents()
+    return page.locator("#instance-rows > [role=row]:visible [role=rowheader]").all_text_contents()
 
 
 def test_the_overview_shows_every_gpu_its_cost_and_the_idle_ones(
@@ -156,14 +156,14 @@ def test_the_list_filters_sorts_and_follows_changes_without_a_reload(
     signed_in_page(page, plane.url, plane.admin_token, org)
     page.goto(plane.url + "/#/instances")
     expect(page.locator(".count")).to_have_text("4 instances")
-    row = page.locator("tr[data-name=alpha-a100]")
+    row = page.locator("[data-name=alpha-a100]")
     expect(row).to_contain_text("A100 \u00d7 1")
     expect(row).to_contain_text("aws / us-east-1")
     expect(row).to_contain_text("$3.00")
     expect(row).to_contain_text("admin@localhost")
 
     page.get_by_role("button", name="$/h").click()
-    expect(page.locator("th[aria-sort=ascending]")).to_have_text("$/h")
+    expect(page.locator("[role=columnheader][aria-sort=ascending]")).to_have_text("$/h")
     assert _rows(page) == ["delta-cpu", "gamma-h100", "alpha-a100", "beta-h100"]
     page.get_by_role("button", name="$/h").click()
     assert _rows(page) == ["beta-h100", "alpha-a100", "gamma-h100", "delta-cpu"]
@@ -180,8 +180,8 @@ def test_the_list_filters_sorts_and_follows_changes_without_a_reload(
     # Another process changes the database: the open page shows it, no reload.
     page.evaluate("window.stayed = true")
     _set_status(plane, org, "beta-h100", status="stopping", health="unhealthy")
-    expect(page.locator("tr[data-name=beta-h100]")).to_contain_text("stopping", timeout=4000)
-    expect(page.locator("tr[data-name=beta-h100] .health-unhealthy")).to_have_text("unhealthy")
+    expect(page.locator("[data-name=beta-h100]")).to_contain_text("stopping", timeout=4000)
+    expect(page.locator("[data-name=beta-h100] .health-unhealthy")).to_have_text("unhealthy")
     _seed(plane, org, [{"name": "epsilon-new"}])
     expect(page.locator(".count")).to_have_text("5 instances", timeout=4000)
     assert page.evaluate("window.stayed") is True

@@ -22,7 +22,8 @@ export function createApi({ csrf = () => null, onUnauthorized = () => {} } = {})
   // path -> {etag, body}: what getCached answers when the plane says 304 Not Modified.
   const cache = new Map();
 
-  async function request(method, path, body, extraHeaders = {}) {
+  // quiet: a 401 is only this request's answer (a guess made before the session is known).
+  async function request(method, path, body, extraHeaders = {}, { quiet = false } = {}) {
     const headers = { Accept: "application/json", ...extraHeaders };
     const init = { method, headers, credentials: "same-origin", cache: "no-store" };
     if (body !== undefined) {
@@ -39,12 +40,12 @@ export function createApi({ csrf = () => null, onUnauthorized = () => {} } = {})
     }
     if (response.ok || response.status === 304) return response;
     const error = await errorOf(response);
-    if (error.status === 401 && !path.startsWith("/web/sessions")) onUnauthorized(error);
+    if (error.status === 401 && !quiet && !path.startsWith("/web/sessions")) onUnauthorized(error);
     throw error;
   }
 
-  async function json(method, path, body) {
-    const response = await request(method, path, body);
+  async function json(method, path, body, options) {
+    const response = await request(method, path, body, {}, options);
     return response.status === 204 ? null : response.json();
   }
 
@@ -61,7 +62,7 @@ export function createApi({ csrf = () => null, onUnauthorized = () => {} } = {})
   }
 
   return {
-    get: (path) => json("GET", path),
+    get: (path, options) => json("GET", path, undefined, options),
     post: (path, body = {}) => json("POST", path, body),
     put: (path, body = {}) => json("PUT", path, body),
     del: (path) => json("DELETE", path),
