@@ -277,6 +277,8 @@ class Instance(Base):
         ),
         Index("ix_instances_status", "status"),
         Index("ix_instances_next_check_at", "next_check_at"),
+        # The dashboard's live poll (brev.server.fleet_watch) reads only this index.
+        Index("ix_instances_org_id_changes", "org_id", "updated_at", "last_heartbeat_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
