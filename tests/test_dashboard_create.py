@@ -79,7 +79,8 @@ def test_create_from_an_offer_runs_live_then_stop_and_delete(
     expect(page.locator("#new-status")).to_have_text("running", timeout=60_000)
     attempts = page.locator("#attempts tbody tr")
     expect(attempts.first).to_contain_text("aws")
-    expect(page.locator("#attempts")).to_contain_text("running")
+    # One placement is where it runs; the others (other zones) were never needed.
+    expect(attempts.filter(has_text="running")).to_have_count(1)
     assert len(live_ids(moto_server)) == 1
     screenshot(page, "create")
 

@@ -263,12 +263,12 @@ def test_an_instance_page_shows_its_gpus_charts_events_and_acts(
     assert detail.autostop_idle_seconds == 45 * 60 and detail.expires_at is not None
     # The timeline shows what the plane recorded, newest first.
     expect(page.locator("ol.timeline li").first).to_contain_text("instance.ttl")
+    screenshot(page, "instance")
     # Past a year the form itself refuses (the plane's own limit), and nothing is sent.
     hours = page.get_by_label("Delete in (hours from now)")
     hours.fill("100000")
     page.get_by_role("button", name="Set TTL").click()
     assert hours.evaluate("input => input.validity.rangeOverflow") is True
-    screenshot(page, "instance")
 
     # Delete asks first; Cancel keeps the instance.
     page.get_by_role("button", name="Delete").click()

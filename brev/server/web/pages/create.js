@@ -227,8 +227,7 @@ export function attemptsTable(detail) {
   const plan = detail.plan || [];
   const rows = plan.map((p, i) => {
     let text = outcome.get(i + 1) || (i < detail.attempt ? "skipped" : "not tried");
-    const here = p.provider === detail.provider && p.instance_type === detail.instance_type &&
-      p.region === detail.region;
+    const here = i === detail.attempt; // the placement tried last (brev.api: attempt)
     if (here && detail.status === "running") text = "running";
     else if (here && text === "trying" && detail.status === "failed") text = "failed";
     return h("tr", {},
