@@ -5,9 +5,11 @@ goes whatever happens, and brev's own failures have their own codes."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -85,13 +87,16 @@ def test_sigterm_mid_run_reaches_the_command_and_deletes(
 
 
 def test_a_dropped_connection_is_its_own_code_and_deletes(run_plane: RunPlane) -> None:
-    process = run_plane.start_run("--no-sync", "--", "echo started; sleep 60")
+    # A socket folder of this test's own (short: a unix socket's path has ~100 bytes), so the
+    # kill below cannot reach another test's run on a parallel worker.
+    sockets = tempfile.mkdtemp(prefix="drop-", dir="/tmp")
+    process = run_plane.start_run("--no-sync", "--", "echo started; sleep 60", TMPDIR=sockets)
     assert process.stdout is not None
     assert process.stdout.readline() == "started\n"
     # The connection is the run's ControlMaster (ssh names it "ssh: SOCKET [mux]"); the
     # command's own ssh is a client of it and ends with it.
     masters = subprocess.run(
-        ["pgrep", "-f", r"brev-ssh-.*master \[mux\]"],
+        ["pgrep", "-f", rf"{sockets}/brev-ssh-.*master \[mux\]"],
         capture_output=True,
         text=True,
     ).stdout.split()
@@ -101,6 +106,7 @@ def test_a_dropped_connection_is_its_own_code_and_deletes(run_plane: RunPlane) -
     assert process.stderr is not None
     assert "connection was lost" in process.stderr.read()
     run_plane.assert_nothing_left()
+    shutil.rmtree(sockets, ignore_errors=True)
 
 
 def test_plane_unreachable_is_one_line(run_plane: RunPlane) -> None:

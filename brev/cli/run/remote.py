@@ -25,13 +25,15 @@ RUNS = "brev-runs"
 # connection goes (brev killed, network lost), sshd closes it and the command's group is
 # killed. A background job's stdin is /dev/null unless redirected, hence fd 3. The command
 # itself runs in the foreground (a background job would ignore SIGINT), under setsid where
-# it exists so that its pid names its process group.
+# it exists so that its pid names its process group. The status the lifeline's TERM caused
+# is not the command's own: the lifeline marks the state "lost" first and no exit is kept.
 _WRAPPER = r"""state=$PWD/{state}
 mkdir -p "$state" || exit 70
-rm -f "$state/exit" "$state/pid"
+rm -f "$state/exit" "$state/pid" "$state/lost"
 cd {workdir} || {{ echo "brev: no directory {workdir} on the machine" >&2; exit 70; }}
 {exports}exec 3<&0
 ( while read -r _ <&3; do :; done
+  : > "$state/lost"
   p=$(cat "$state/pid" 2>/dev/null) && {{ kill -TERM "-$p" 2>/dev/null || kill -TERM "$p"; }}
 ) >/dev/null 2>&1 &
 lifeline=$!
@@ -40,7 +42,7 @@ command -v setsid >/dev/null 2>&1 && launch=setsid
 $launch /bin/sh -c 'echo $$ > "$1"; exec /bin/sh -c "$2"' brev-run "$state/pid" {command} \
     </dev/null 3<&-
 status=$?
-echo "$status" > "$state/exit"
+[ -e "$state/lost" ] || echo "$status" > "$state/exit"
 kill "$lifeline" 2>/dev/null
 # What the command left in the background would hold the connection open: it goes too.
 p=$(cat "$state/pid" 2>/dev/null) && kill -TERM "-$p" 2>/dev/null
