@@ -58,8 +58,15 @@ function format(value, metric) {
   return `${value.toFixed(metric.unit === "GiB" ? 1 : 0)} ${metric.unit}`;
 }
 
+// The plot and its legend fit inside the panel: clientWidth counts the padding too.
+function innerWidth(container) {
+  const style = getComputedStyle(container);
+  const padding = parseFloat(style.paddingLeft) + parseFloat(style.paddingRight);
+  return Math.max(280, Math.floor(container.clientWidth - padding) - 4);
+}
+
 export function createChart(container, metric, gpuIndices, data) {
-  const width = Math.max(280, container.clientWidth - 4);
+  const width = innerWidth(container);
   const axis = {
     stroke: cssVar("--muted"),
     grid: { stroke: cssVar("--border"), width: 1 },
@@ -88,7 +95,7 @@ export function createChart(container, metric, gpuIndices, data) {
   };
   const plot = new uPlot(options, data, container);
   const observer = new ResizeObserver(() => {
-    const next = Math.max(280, container.clientWidth - 4);
+    const next = innerWidth(container);
     if (Math.abs(next - plot.width) > 2) plot.setSize({ width: next, height: 180 });
   });
   observer.observe(container);

@@ -117,6 +117,10 @@ function cell(gpu) {
   const memory = gpu.memory_total_mib
     ? `${formatMib(gpu.memory_used_mib || 0)} / ${formatMib(gpu.memory_total_mib)}`
     : null;
+  // The cell is narrow: one unit, the total rounded ("20.5/80 GiB"); the label has it all.
+  const shortMemory = gpu.memory_total_mib
+    ? `${((gpu.memory_used_mib || 0) / 1024).toFixed(1)}/${Math.round(gpu.memory_total_mib / 1024)} GiB`
+    : null;
   const label = [
     `${gpu.model || "GPU"} ${gpu.index}`,
     gpu.source === "node" ? `on node ${gpu.node}` : null,
@@ -131,5 +135,5 @@ function cell(gpu) {
     h("div", { class: "util" }, percent, gpu.idle ? h("span", { class: "small" }, " idle") : null),
     h("div", { class: "sub" }, `${gpu.index} · ${gpu.model || "GPU"}`),
     h("div", { class: "sub" }, holder),
-    memory ? h("div", { class: "sub" }, memory) : null);
+    shortMemory ? h("div", { class: "sub" }, shortMemory) : null);
 }
