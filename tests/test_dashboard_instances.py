@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select, update
 
 from brev import api
@@ -24,7 +24,7 @@ from brev.client import BrevClient
 from brev.server.db.engine import make_engine, make_sessionmaker, transaction
 from brev.server.db.models import Instance, Org, User, utcnow
 from tests.conftest import LiveServer, start_server, stop_server
-from tests.dashboard_browser import screenshot, signed_in_page
+from tests.dashboard_browser import problems, screenshot, signed_in_page, watch
 
 pytestmark = pytest.mark.slow
 
@@ -185,6 +185,54 @@ def test_the_list_filters_sorts_and_follows_changes_without_a_reload(
     _seed(plane, org, [{"name": "epsilon-new"}])
     expect(page.locator(".count")).to_have_text("5 instances", timeout=4000)
     assert page.evaluate("window.stayed") is True
+
+
+def test_the_list_is_usable_from_the_keyboard_and_follows_dark_mode(
+    plane: LiveServer, org: str, browser: Browser
+) -> None:
+    _seed(
+        plane,
+        org,
+        [
+            {"name": "alpha-a100", "gpu_model": "A100", "price_per_hour": 3.0},
+            {"name": "beta-h100", "price_per_hour": 9.0},
+        ],
+    )
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme="dark")
+    try:
+        page = context.new_page()
+        watch(page)
+        signed_in_page(page, plane.url, plane.admin_token, org)
+        page.goto(plane.url + "/#/instances")
+        expect(page.locator(".count")).to_have_text("2 instances")
+        # The system's dark mode: light text on a dark page, not the light theme's colours.
+        colours = page.evaluate(
+            "[getComputedStyle(document.body).backgroundColor,"
+            " getComputedStyle(document.body).color]"
+        )
+        background, text = (_luminance(c) for c in colours)
+        assert background < 0.1 < 0.7 < text, colours
+
+        # Sorting, then opening an instance, with keys alone.
+        page.get_by_role("button", name="$/h").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("[role=columnheader][aria-sort=ascending]")).to_have_text("$/h")
+        assert _rows(page) == ["alpha-a100", "beta-h100"]
+        page.keyboard.press("Enter")
+        assert _rows(page) == ["beta-h100", "alpha-a100"]
+        page.get_by_role("link", name="alpha-a100").focus()
+        page.keyboard.press("Enter")
+        expect(page).to_have_url(re.compile(r"#/instances/alpha-a100$"))
+        expect(page.get_by_role("heading", name="alpha-a100")).to_be_visible()
+        assert problems(page) == []
+    finally:
+        context.close()
+
+
+def _luminance(css_colour: str) -> float:
+    """0 (black) to 1 (white), from an "rgb(r, g, b)" computed style."""
+    red, green, blue = (int(part) for part in re.findall(r"\d+", css_colour)[:3])
+    return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
 
 
 def _post_h200_reports(plane: LiveServer, org: str, name: str) -> None:
