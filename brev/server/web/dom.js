@@ -46,6 +46,23 @@ export function clearError(root) {
   for (const old of root.querySelectorAll(":scope > .error[role=alert]")) old.remove();
 }
 
+// Runs `work` with `control` disabled (no second click while the first is on its way); an
+// error from it is shown in `alerts` after `onError(error)`. Resolves whether it succeeded.
+export async function attempt(control, alerts, work, onError = () => {}) {
+  clearError(alerts);
+  control.disabled = true;
+  try {
+    await work();
+    return true;
+  } catch (error) {
+    onError(error);
+    showError(alerts, error);
+    return false;
+  } finally {
+    control.disabled = false;
+  }
+}
+
 // A modal <dialog>; resolves true when confirmed. Escape or Cancel resolve false.
 export function confirmDialog(text, { confirm = "Delete", cancel = "Cancel" } = {}) {
   return new Promise((resolve) => {

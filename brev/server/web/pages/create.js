@@ -2,7 +2,7 @@
 // the new instance shown live (its placements and attempts) until it runs or fails.
 
 import { ApiError } from "../api.js";
-import { clearError, formatMoney, h, route, showError } from "../dom.js";
+import { attempt, clearError, formatMoney, h, route, showError } from "../dom.js";
 
 const FINAL = new Set(["running", "failed", "stopped", "deleted"]);
 const DASH = "—";
@@ -140,18 +140,12 @@ export async function render(root, ctx) {
   }
 
   async function create(offer, wantSpot, button) {
-    button.disabled = true;
-    try {
+    await attempt(button, root, async () => {
       const body = createBody(offer, { name: name.value.trim(), spot: wantSpot });
       const detail = await api.post(`/orgs/${encodeURIComponent(org)}/instances`, body);
-      clearError(root);
       name.value = "";
       watch(detail);
-    } catch (error) {
-      showError(root, error);
-    } finally {
-      button.disabled = false;
-    }
+    });
   }
 
   function watch(detail) {

@@ -4,8 +4,8 @@
 // .instance_actions checks no role), so everyone gets the same buttons here.
 
 import {
-  clearError, confirmDialog, formatAge, formatMoney, formatTime, formatUntil, gpuLabel, h, route,
-  showError,
+  attempt, clearError, confirmDialog, formatAge, formatMoney, formatTime, formatUntil, gpuLabel,
+  h, route, showError,
 } from "../dom.js";
 import { attemptsTable, chartsPanel, commandsPanel, gpuTable, settingsPanel, timeline } from
   "./instance_parts.js";
@@ -94,17 +94,10 @@ function actionButtons(ctx, path, d, draw, root) {
   const buttons = [];
   const act = (label, verb, run) => {
     const button = h("button", { type: "button", class: verb === "delete" ? "danger" : null }, label);
-    button.addEventListener("click", async () => {
-      button.disabled = true;
-      try {
-        const next = await run();
-        if (next) draw(next);
-      } catch (error) {
-        showError(root, error);
-      } finally {
-        button.disabled = false;
-      }
-    });
+    button.addEventListener("click", () => attempt(button, root, async () => {
+      const next = await run();
+      if (next) draw(next);
+    }));
     buttons.push(button);
   };
   if (!ending && d.status !== "failed" && d.desired_status !== "running" && d.status !== "running") {

@@ -5,8 +5,8 @@
 // deletes them); members are not offered it.
 
 import {
-  clearError, confirmDialog, formatAge, formatBytes, formatDuration, formatMib, formatMoney,
-  formatPercent, formatTime, h, route, showError,
+  attempt, clearError, confirmDialog, formatAge, formatBytes, formatDuration, formatMib,
+  formatMoney, formatPercent, formatTime, h, route, showError,
 } from "../dom.js";
 import { timeline } from "./instance_parts.js";
 
@@ -294,16 +294,12 @@ function removeControls(ctx, path, name, section) {
   const element = h("div", { class: "actions" }, remove, force);
 
   async function removeWith(forced, button) {
-    button.disabled = true;
-    try {
+    await attempt(button, section, async () => {
       await ctx.api.del(forced ? `${path}?force=true` : path);
       ctx.navigate("#/nodes");
-    } catch (error) {
-      showError(section, error);
+    }, (error) => {
       if (error.status === 409 && !forced) force.hidden = false;
-    } finally {
-      button.disabled = false;
-    }
+    });
   }
 
   remove.addEventListener("click", async () => {

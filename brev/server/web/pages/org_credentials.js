@@ -3,7 +3,7 @@
 // again, so neither does this page: the config typed in leaves the form once sent. Adding
 // and removing are an admin's; everyone sees the list.
 
-import { clearError, confirmDialog, formatTime, h, showError } from "../dom.js";
+import { attempt, clearError, confirmDialog, formatTime, h, showError } from "../dom.js";
 
 // What each installed provider wants (brev/api ProviderConfigAdd), as the textarea's hint.
 const EXAMPLES = {
@@ -110,17 +110,12 @@ export async function renderCredentials(section, ctx) {
         config.focus();
         return;
       }
-      submit.disabled = true;
-      try {
+      attempt(submit, alerts, async () => {
         await ctx.api.post(base, { provider: provider.value, config: parsed });
         config.value = ""; // the secrets leave the page
         await refresh();
         ctx.changed();
-      } catch (error) {
-        showError(alerts, error);
-      } finally {
-        submit.disabled = false;
-      }
+      });
     });
     return form;
   }

@@ -2,7 +2,9 @@
 // (a new user's login token is shown once, here, and never again), change roles and remove
 // members; the plane keeps the last admin (409), and its message is what the page shows.
 
-import { clearError, confirmDialog, copyButton, formatTime, h, showError } from "../dom.js";
+import {
+  attempt, clearError, confirmDialog, copyButton, formatTime, h, showError,
+} from "../dom.js";
 
 const ROLES = ["member", "admin"];
 
@@ -64,20 +66,13 @@ export async function renderMembers(section, ctx) {
         return;
       }
     }
-    clearError(alerts);
-    select.disabled = true;
-    try {
+    await attempt(select, alerts, async () => {
       await ctx.api.put(`${base}/${encodeURIComponent(m.email)}`, { role });
       m.role = role;
       ctx.changed();
       // The shell learnt our role at sign-in: start again to see the page as a member.
       if (self && role !== "admin") location.reload();
-    } catch (error) {
-      select.value = m.role;
-      showError(alerts, error);
-    } finally {
-      select.disabled = false;
-    }
+    }, () => { select.value = m.role; });
   }
 
   async function removeMember(m) {
@@ -111,20 +106,14 @@ export async function renderMembers(section, ctx) {
       submit);
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      clearError(alerts);
-      submit.disabled = true;
-      try {
+      attempt(submit, alerts, async () => {
         const added = await ctx.api.post(base, {
           email: email.value.trim(), name: name.value.trim(), role: role.value });
         created.replaceChildren(invited(added));
         form.reset();
         await refresh();
         ctx.changed();
-      } catch (error) {
-        showError(alerts, error);
-      } finally {
-        submit.disabled = false;
-      }
+      });
     });
     return form;
   }

@@ -4,7 +4,8 @@
 // revoke too.
 
 import {
-  clearError, confirmDialog, copyButton, formatAge, formatTime, formatUntil, h, showError,
+  attempt, clearError, confirmDialog, copyButton, formatAge, formatTime, formatUntil, h,
+  showError,
 } from "../dom.js";
 
 const EXPIRIES = [
@@ -111,18 +112,13 @@ export async function renderTokens(section, ctx) {
       const body = { name: name.value.trim() };
       if (expires.value) body.expires_in_seconds = Number(expires.value);
       if (scope.value) body.scope = scope.value;
-      submit.disabled = true;
-      try {
+      attempt(submit, alerts, async () => {
         const made = await ctx.api.post(base, body);
         created.replaceChildren(secretBox(made));
         form.reset();
         await refresh();
         ctx.changed();
-      } catch (error) {
-        showError(alerts, error);
-      } finally {
-        submit.disabled = false;
-      }
+      });
     });
     return form;
   }
