@@ -38,6 +38,7 @@ __all__ = [
     "InvalidSetting",
     "NoOrgSelected",
     "NotFound",
+    "ProviderNotInstalled",
     "ServerError",
     "ServerUnreachable",
     "Unauthenticated",
@@ -93,6 +94,16 @@ class InvalidRequest(ApiError):
 
 class ServerError(ApiError):
     pass
+
+
+class ProviderNotInstalled(ApiError):
+    """The provider's SDK is missing on the plane; the message names what to install."""
+
+
+# By the error body's code first: a 422 about the plane's installation is not the request's.
+_ERRORS_BY_CODE: dict[str, type[ApiError]] = {
+    "provider_not_installed": ProviderNotInstalled,
+}
 
 
 _ERRORS_BY_STATUS: dict[int, type[ApiError]] = {
@@ -307,6 +318,10 @@ class BrevClient:
         path = self._org_path(org, f"/instances/{name}/lease")
         return _parse(api.InstanceDetail, self._request("DELETE", path))
 
+    def provider_kinds(self) -> list[api.ProviderKind]:
+        """The providers installed on the plane, configured or not."""
+        return self._get(_PROVIDER_KINDS, f"{api.API_PREFIX}/providers")
+
     def providers(self, org: str | None = None) -> list[api.ProviderConfig]:
         return self._get(_PROVIDERS, self._org_path(org, "/providers"))
 
@@ -409,6 +424,7 @@ _INSTANCES = TypeAdapter(list[api.Instance], config=ConfigDict(defer_build=True)
 _EVENTS = TypeAdapter(list[api.Event], config=ConfigDict(defer_build=True))
 _GPU_SERIES = TypeAdapter(list[api.GpuSeries], config=ConfigDict(defer_build=True))
 _PROVIDERS = TypeAdapter(list[api.ProviderConfig], config=ConfigDict(defer_build=True))
+_PROVIDER_KINDS = TypeAdapter(list[api.ProviderKind], config=ConfigDict(defer_build=True))
 _OFFERS = TypeAdapter(list[api.Offer], config=ConfigDict(defer_build=True))
 _NODES = TypeAdapter(list[api.Node], config=ConfigDict(defer_build=True))
 _CATALOG_REFRESHES = TypeAdapter(list[api.CatalogRefresh], config=ConfigDict(defer_build=True))
@@ -462,6 +478,8 @@ def _api_error(response: httpx.Response) -> ApiError:
         detail = api.ErrorDetail(
             code="http_error", message=f"HTTP {response.status_code} {text}".strip()
         )
+    if detail.code in _ERRORS_BY_CODE:
+        return _ERRORS_BY_CODE[detail.code](response.status_code, detail)
     if response.status_code >= 500:
         return ServerError(response.status_code, detail)
     kind = _ERRORS_BY_STATUS.get(response.status_code, ApiError)

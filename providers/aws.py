@@ -1,33 +1,41 @@
-"""Amazon EC2, through boto3 (imported inside methods only: `brev --help` never pays for it).
+"""Amazon EC2, through boto3 (by the lazy adaptor `sdks.AWS`: `brev --help` never pays for it,
+and a plane without `brev[aws]` says so instead of failing on an import).
 
 Config keys: `access_key_id`, `secret_access_key`, optional `session_token`, optional
-`endpoint_url` (an EC2-compatible endpoint, e.g. moto in tests).
+`endpoint_url` (an EC2-compatible endpoint, e.g. moto in tests). `brev provider add aws` finds
+them as the AWS CLI does: --profile, else AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, else the
+profile AWS_PROFILE or "default" of ~/.aws/credentials.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 from brev.providers.base import (
     TAG_INSTANCE_ID,
     TAG_MANAGED,
     TAG_ORG,
     TAG_PLANE,
+    ConfigKey,
     CredentialsError,
     InstanceSpec,
     InvalidRequest,
     Machine,
     MachineState,
     NoCapacity,
+    NotFound,
     Placement,
     ProviderError,
     ProviderRef,
     QuotaExceeded,
     Transient,
 )
+from brev.providers.sdks import AWS
 
 # Stored on every instance so a create retried after a crash finds the first one, even where
 # ClientToken is not honoured (moto) or has expired.
@@ -70,28 +78,41 @@ _STATES = {
 
 def translate(error: Exception) -> ProviderError:
     """A botocore error as one of brev's typed errors, its message fit for a user."""
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
-
-    if isinstance(error, ClientError):
+    if isinstance(error, ProviderError):
+        return error  # already brev's (a missing SDK, a zone check)
+    exceptions = AWS.load("botocore.exceptions")
+    if isinstance(error, exceptions.ClientError):
         code = error.response.get("Error", {}).get("Code", "Unknown")
         message = error.response.get("Error", {}).get("Message", str(error))
-        kind = _ERRORS.get(code)
-        if kind is None:
-            kind = InvalidRequest if code.startswith("Invalid") else ProviderError
-        return kind(f"AWS {code}: {message}", code=code)
-    if isinstance(error, EndpointConnectionError | BotoCoreError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return _kind_of(code, status)(f"AWS {code}: {message}", code=code)
+    if isinstance(error, exceptions.EndpointConnectionError | exceptions.BotoCoreError):
         return Transient(f"AWS unreachable: {error}", code=type(error).__name__)
-    return ProviderError(str(error))
+    return Transient(f"AWS call failed: {type(error).__name__}", code=type(error).__name__)
+
+
+def _kind_of(code: str, status: int | None) -> type[ProviderError]:
+    """Every code gets a class: the known ones by name, the rest by their shape and status."""
+    known = _ERRORS.get(code)
+    if known is not None:
+        return known
+    if code.endswith(".NotFound") or code.endswith("NotFound"):
+        return NotFound
+    if code.startswith("Invalid") or code.endswith(".Malformed"):
+        return InvalidRequest
+    if status is not None and status >= 500:
+        return Transient
+    return InvalidRequest  # a 4xx nobody listed: asking again will not help
 
 
 @functools.cache
 def _retry_config() -> Any:
-    from botocore.config import Config
+    config = AWS.load("botocore.config")
 
     # One attempt per call: the reconciler decides what to retry (a capacity error should move
     # to the next zone at once, not wait out botocore's back-off).
     # As many connections as the reconciler has workers, which share one client per region.
-    return Config(
+    return config.Config(
         retries={"total_max_attempts": 1},
         connect_timeout=10,
         read_timeout=60,
@@ -101,6 +122,32 @@ def _retry_config() -> Any:
 
 class AwsProvider:
     name = "aws"
+    display_name: ClassVar[str] = "AWS"
+    sdk = AWS
+    config_keys: ClassVar[tuple[ConfigKey, ...]] = (
+        ConfigKey("access_key_id", "access key id", required=True, env="AWS_ACCESS_KEY_ID"),
+        ConfigKey(
+            "secret_access_key",
+            "secret access key",
+            required=True,
+            secret=True,
+            env="AWS_SECRET_ACCESS_KEY",
+        ),
+        ConfigKey("session_token", "session token", secret=True, env="AWS_SESSION_TOKEN"),
+        ConfigKey("endpoint_url", "an EC2 endpoint other than AWS's own (tests, mirrors)"),
+        ConfigKey("profile", "profile in ~/.aws/credentials", local=True),
+    )
+
+    @classmethod
+    def discover(cls, values: dict[str, str]) -> dict[str, str]:
+        """The keys from `--profile` when given, else from the environment (already in
+        `values`), else from the profile AWS_PROFILE or "default"; ProviderError if none."""
+        profile = values.pop("profile", None)
+        if profile is None and values.get("access_key_id") and values.get("secret_access_key"):
+            return values
+        for key in ("access_key_id", "secret_access_key", "session_token"):
+            values.pop(key, None)  # a profile's keys come together, never mixed with others
+        return {**values, **_profile_keys(profile or os.environ.get("AWS_PROFILE") or "default")}
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self._config = dict(config)
@@ -116,9 +163,7 @@ class AwsProvider:
         with self._clients_lock:
             if key in self._clients:
                 return self._clients[key]
-            import boto3
-
-            session = boto3.session.Session(
+            session = AWS.load("boto3").session.Session(
                 aws_access_key_id=self._config.get("access_key_id"),
                 aws_secret_access_key=self._config.get("secret_access_key"),
                 aws_session_token=self._config.get("session_token"),
@@ -337,3 +382,28 @@ class AwsProvider:
 def user_data(spec: InstanceSpec) -> str:
     """The first-boot script (cloud-init runs it once, as root)."""
     return spec.user_script()
+
+
+def _profile_keys(name: str) -> dict[str, str]:
+    path = Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE", Path.home() / ".aws" / "credentials"))
+    import configparser  # here: only `brev provider add aws` reads ~/.aws
+
+    parser = configparser.ConfigParser()
+    parser.read(path)
+    if not parser.has_section(name):
+        raise CredentialsError(
+            f"no AWS credentials: profile '{name}' is not in {path}, and AWS_ACCESS_KEY_ID / "
+            f"AWS_SECRET_ACCESS_KEY are not set"
+        )
+    section = parser[name]
+    if not section.get("aws_access_key_id") or not section.get("aws_secret_access_key"):
+        raise CredentialsError(
+            f"profile '{name}' in {path} has no aws_access_key_id / aws_secret_access_key"
+        )
+    keys = {
+        "access_key_id": section["aws_access_key_id"],
+        "secret_access_key": section["aws_secret_access_key"],
+    }
+    if section.get("aws_session_token"):
+        keys["session_token"] = section["aws_session_token"]
+    return keys

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 TAG_INSTANCE_ID = "brev-instance-id"
 TAG_ORG = "brev-org"
@@ -130,8 +130,68 @@ class Transient(ProviderError):
     retryable = True
 
 
+class NotFound(ProviderError):
+    """The machine is not there (any more): a delete of it is done, a describe says None."""
+
+
+class Disposition(StrEnum):
+    """What the plane does after a provider error: one policy for create, converge and delete."""
+
+    NEXT_PLACEMENT = "next_placement"  # no capacity, quota: this placement cannot be had now
+    RETRY = "retry"  # throttling, 5xx, timeouts: the same call again, after a back-off
+    FAIL = "fail"  # a bad request, credentials: nothing will change until a person acts
+    GONE = "gone"  # the machine does not exist: a delete succeeded, a describe is None
+
+
+def disposition(error: ProviderError) -> Disposition:
+    """The one classification of provider errors; an untyped ProviderError is a failure (a
+    provider that knows better raises a subclass)."""
+    if isinstance(error, NotFound):
+        return Disposition.GONE
+    if isinstance(error, (NoCapacity, QuotaExceeded)):
+        return Disposition.NEXT_PLACEMENT
+    if error.retryable:
+        return Disposition.RETRY
+    return Disposition.FAIL
+
+
+class SdkMissing(CredentialsError):
+    """The provider's SDK is not installed on the plane: a person must install it."""
+
+    def __init__(self, display_name: str, extra: str) -> None:
+        super().__init__(
+            f"{display_name} support is not installed on the plane: pip install 'brev[{extra}]'",
+            code="sdk_missing",
+        )
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One key of a provider's config, as `brev provider add NAME` collects it.
+
+    The CLI takes it as `--FLAG VALUE` (FLAG: `flag`, else the name with dashes), else from the
+    environment variable `env`; `from_file`: the flag names a file whose text is the value.
+    `local`: only the CLI's discovery reads it (an AWS profile name); it is not sent."""
+
+    name: str
+    help: str
+    required: bool = False
+    secret: bool = False  # never printed; the dashboard asks for it in a password field
+    env: str | None = None
+    from_file: bool = False
+    flag: str | None = None
+    local: bool = False
+
+    @property
+    def option(self) -> str:
+        return "--" + (self.flag or self.name.replace("_", "-"))
+
+
 class Provider(Protocol):
     name: str
+    # What a plug-in declares, read by `brev provider add`, the plane's checks and the dashboard.
+    display_name: ClassVar[str]
+    config_keys: ClassVar[tuple[ConfigKey, ...]]
 
     def validate(self) -> str:
         """Check the credentials with a cheap read-only call; return who they are."""

@@ -1,6 +1,7 @@
 """Google Compute Engine, through google-cloud-compute's REST transport.
 
-`google.cloud.compute_v1` costs about 2 s to import, so it is imported inside methods only.
+`google.cloud.compute_v1` costs about 2 s to import, so it is imported inside methods only,
+after `sdks.GCP` said it is installed (`brev[gcp]`; the registry asks before building one).
 Every call passes `retry=None` and a timeout: the reconciler owns retries and backoff, and the
 library's own defaults would retry some calls for up to 600 s inside one reconcile pass.
 
@@ -20,25 +21,28 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .base import (
     TAG_INSTANCE_ID,
     TAG_MANAGED,
     TAG_ORG,
     TAG_PLANE,
+    ConfigKey,
     CredentialsError,
     InstanceSpec,
     InvalidRequest,
     Machine,
     MachineState,
     NoCapacity,
+    NotFound,
     Placement,
     ProviderError,
     ProviderRef,
     QuotaExceeded,
     Transient,
 )
+from .sdks import GCP
 
 if TYPE_CHECKING:
     from google.api_core.exceptions import GoogleAPICallError
@@ -72,10 +76,6 @@ _RETRY_REASONS = frozenset({"ratelimitexceeded", "userratelimitexceeded", "resou
 _CALL_TIMEOUT_S = 60.0
 _NO_RETRY: dict[str, Any] = {"retry": None, "timeout": _CALL_TIMEOUT_S}
 _WAIT_CALL_S = 150.0  # operations.wait long-polls for up to 2 minutes on the server
-
-
-class _NotFound(InvalidRequest):
-    """A 404: callers that expect it (describe, terminate) catch this; others see InvalidRequest."""
 
 
 class _AlreadyExists(InvalidRequest):
@@ -116,6 +116,38 @@ class GcpProvider:
     either of the last two, Application Default Credentials are used."""
 
     name = "gcp"
+    display_name: ClassVar[str] = "GCP"
+    sdk = GCP
+    config_keys: ClassVar[tuple[ConfigKey, ...]] = (
+        ConfigKey("project", "GCP project id", required=True, env="GOOGLE_CLOUD_PROJECT"),
+        ConfigKey(
+            "credentials_json",
+            "service-account JSON key",
+            secret=True,
+            env="GOOGLE_APPLICATION_CREDENTIALS",
+            from_file=True,
+            flag="credentials-file",
+        ),
+        ConfigKey("endpoint_url", "a Compute endpoint other than Google's own (tests)"),
+    )
+
+    @classmethod
+    def discover(cls, values: dict[str, str]) -> dict[str, str]:
+        """The key file must be a JSON key; without one only a test endpoint will do."""
+        text = values.get("credentials_json")
+        if text is not None:
+            try:
+                json.loads(text)
+            except ValueError:
+                raise InvalidRequest(
+                    "the --credentials-file is not a JSON service-account key"
+                ) from None
+        elif not values.get("endpoint_url"):
+            raise CredentialsError(
+                "no GCP credentials: pass --credentials-file KEY.json "
+                "or set GOOGLE_APPLICATION_CREDENTIALS"
+            )
+        return values
 
     def __init__(
         self,
@@ -179,7 +211,7 @@ class GcpProvider:
         try:
             with _translated(f"describe {ref.id}"):
                 instance = instances.get(**self._target(ref))
-        except _NotFound:
+        except NotFound:
             return None
         return _machine(instance)
 
@@ -192,7 +224,7 @@ class GcpProvider:
     def terminate(self, ref: ProviderRef) -> None:
         try:
             self._act(ref, "terminate", self._get_clients().instances.delete_unary)
-        except _NotFound:
+        except NotFound:
             return  # already gone, perhaps deleted by a concurrent pass: that is success
 
     def list_owned(self, regions: Iterable[str]) -> list[Machine]:
@@ -388,7 +420,7 @@ def _classify(status: int | None, reasons: set[str], text: str, code: str | None
         # A machine or accelerator type that this zone does not offer: another zone may.
         if "acceleratorTypes/" in text or "machineTypes/" in text:
             return NoCapacity(text, code=code)
-        return _NotFound(text, code=code)
+        return NotFound(text, code=code)
     if "alreadyexists" in reasons or (status == 409 and "already exists" in text):
         return _AlreadyExists(text, code=code)
     if "quotaexceeded" in reasons:
@@ -423,6 +455,7 @@ def _operation_error(operation: compute_v1.Operation, action: str, zone: str) ->
 @contextmanager
 def _translated(action: str) -> Iterator[None]:
     """Turn what the client raises into the provider's typed errors, with a readable message."""
+    GCP.require()
     import requests
     from google.api_core import exceptions as api
     from google.auth import exceptions as auth

@@ -18,8 +18,8 @@ import pytest
 
 from brev import api
 from brev.client import BrevClient
+from brev.providers.registry import make_provider
 from brev.server.db.engine import make_engine, make_sessionmaker
-from brev.server.provider_registry import make_provider
 from brev.server.reconciler.loop import Reconciler
 from brev.server.secrets import SecretBox
 from tests.cli_runner import brev, ok

@@ -160,3 +160,53 @@ def test_the_installed_server_migrates_and_serves(server_from_the_venv: Installe
     dashboard = httpx.get(f"{server.url}/")
     assert dashboard.status_code == 200
     assert "<html" in dashboard.text.lower()
+
+
+def test_a_plane_without_a_cloud_sdk_says_what_to_install(
+    server_from_the_venv: InstalledServer, installed: Path, elsewhere: Path, tmp_path: Path
+) -> None:
+    """`pip install brev` has no boto3 (the SDKs are extras): adding AWS credentials is a 4xx
+    that names the extra, the CLI prints it in one line, and the plane logs no traceback."""
+    server = server_from_the_venv
+    sdk = subprocess.run(
+        [str(installed / "python"), "-c", "import boto3"], capture_output=True, check=False
+    )
+    assert sdk.returncode != 0, "the plain install has boto3: this test needs it absent"
+    token = (server.home / "admin-token").read_text().strip()
+    secret = "plain-install-secret-0123456789"
+    added = subprocess.run(
+        [str(installed / "brev"), "provider", "add", "aws"],
+        cwd=elsewhere,
+        env=clean_env(
+            BREV_API_URL=server.url,
+            BREV_TOKEN=token,
+            BREV_ORG="default",
+            BREV_HOME=str(tmp_path / "cli-home"),
+            HOME=str(tmp_path),
+            AWS_ACCESS_KEY_ID="AKIAEXAMPLE",
+            AWS_SECRET_ACCESS_KEY=secret,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert added.returncode == 1
+    assert added.stderr == (
+        "error: AWS support is not installed on the plane: pip install 'brev[aws]'\n"
+    )
+    answer = httpx.post(
+        f"{server.url}/api/v1/orgs/default/providers",
+        json={"provider": "gcp", "config": {"project": "p"}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "provider_not_installed"
+    assert "pip install 'brev[gcp]'" in answer.json()["error"]["message"]
+    kinds = httpx.get(
+        f"{server.url}/api/v1/providers", headers={"Authorization": f"Bearer {token}"}
+    ).json()
+    installed_by_name = {kind["name"]: kind["installed"] for kind in kinds}
+    assert installed_by_name == {"aws": False, "gcp": False, "lambda": True}
+    log = server.log.read_text()
+    assert "Traceback" not in log and secret not in log

@@ -306,7 +306,7 @@ def test_two_reconcilers_never_step_the_same_instance(
     attempt and one machine."""
     import threading
 
-    from brev.server.provider_registry import make_provider
+    from brev.providers.registry import make_provider
     from brev.server.reconciler.loop import Reconciler
     from brev.server.reconciler.steps import Timing
 

@@ -76,8 +76,8 @@ def test_a_member_may_not_add_or_remove(
     ("provider", "config", "message"),
     [
         ("azure", {"x": "y"}, "unknown provider 'azure'"),
-        ("aws", {"access_key_id": "AKIA"}, "aws needs secret_access_key"),
-        ("gcp", {}, "gcp needs project"),
+        ("aws", {"access_key_id": "AKIA"}, "AWS needs secret_access_key"),
+        ("gcp", {}, "GCP needs project"),
     ],
 )
 def test_bad_configs_are_422(
@@ -94,7 +94,7 @@ def test_credentials_the_provider_cannot_check_are_not_stored(admin: BrevClient)
         "secret_access_key": SECRET,
         "endpoint_url": f"http://127.0.0.1:{free_port()}",
     }
-    with pytest.raises(InvalidRequest, match="aws rejected these credentials") as error:
+    with pytest.raises(InvalidRequest, match="AWS rejected these credentials") as error:
         admin.add_provider("aws", unreachable)
     assert SECRET not in error.value.message
     assert admin.providers() == []

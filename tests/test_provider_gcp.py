@@ -19,6 +19,7 @@ from brev.providers.base import (
     InvalidRequest,
     MachineState,
     NoCapacity,
+    NotFound,
     Placement,
     Provider,
     ProviderFactory,
@@ -277,7 +278,7 @@ def test_lifecycle(fake: FakeCompute, provider: GcpProvider) -> None:
     assert provider.describe(ref) is None
     provider.terminate(ref)  # gone already: still success
 
-    with pytest.raises(InvalidRequest, match="was not found"):
+    with pytest.raises(NotFound, match="was not found"):  # the plane: the machine is lost
         provider.start(ref)
 
 

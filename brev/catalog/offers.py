@@ -179,9 +179,34 @@ def load_catalog() -> Catalog:
     """Every offer of the CSVs shipped in brev/catalog/data (built by scripts/build_catalog.py),
     each provider's file replaced by its overlay where `use_overlay` set one that is usable."""
     offers: list[CatalogOffer] = []
-    for path in sorted(DATA_DIR.glob("*.csv")):
+    shipped = sorted(DATA_DIR.glob("*.csv"))
+    for path in shipped:
         offers += _overlaid(path)
+    offers += _plugin_offers(exclude={path.stem for path in shipped})
     return Catalog.of(offers)
+
+
+def _plugin_offers(exclude: set[str]) -> list[CatalogOffer]:
+    """The offers file each installed plug-in provider declares (`offers_file`), in the
+    shipped files' format; one that cannot be read is logged and left out."""
+    from brev.providers import registry  # here: loading entry points is for the plane only
+
+    offers: list[CatalogOffer] = []
+    for name in registry.provider_names():
+        if name in exclude:
+            continue
+        try:
+            path = registry.info(name).offers_file
+            if path is None:
+                continue
+            found = _read_offers(Path(path))
+            wrong = {offer.provider for offer in found} - {name}
+            if wrong:
+                raise ValueError(f"rows of provider {wrong}")
+            offers += found
+        except Exception as exc:  # a broken plug-in must not take the catalog down with it
+            log.warning("ignoring the offers of provider plug-in %s (%s)", name, exc)
+    return offers
 
 
 def _overlaid(shipped: Path) -> list[CatalogOffer]:

@@ -1,7 +1,10 @@
 """brev provider add | ls | rm: an org's cloud credentials.
 
-The CLI reads the credentials where the cloud's own tools keep them and sends them to the
-plane, which checks them with the provider and stores them encrypted. They are never printed.
+Each provider (built in or a plug-in) declares its config keys; `brev provider add NAME` takes
+each as `--KEY VALUE`, else from the key's environment variable, reads files where the key
+says so, and runs the provider's own discovery (AWS profiles) where this CLI has the provider
+installed. The plane checks them with the provider and stores them encrypted; they are never
+printed.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from brev import api
 from brev.cli.login_state import connect
 from brev.cli.output import age, note, print_json, print_table
 from brev.errors import BrevError
@@ -19,118 +23,104 @@ from brev.errors import BrevError
 app = typer.Typer(
     help="Cloud credentials of the current org.", no_args_is_help=True, rich_markup_mode=None
 )
-add_app = typer.Typer(
-    help="Add (or replace) credentials for a provider.", no_args_is_help=True, rich_markup_mode=None
+
+
+@app.command(
+    "add",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog="Examples: brev provider add aws --profile work | "
+    "brev provider add gcp --project P --credentials-file key.json | "
+    "brev provider add lambda (reads LAMBDA_API_KEY)",
 )
-app.add_typer(add_app, name="add")
-
-EndpointOption = Annotated[
-    str | None,
-    typer.Option(help="an API endpoint other than the cloud's own (tests, mirrors)", hidden=True),
-]
-
-
-@add_app.command("aws")
-def add_aws(
-    profile: Annotated[str | None, typer.Option(help="profile in ~/.aws/credentials")] = None,
-    endpoint_url: EndpointOption = None,
+def add(
+    context: typer.Context,
+    provider: Annotated[
+        str, typer.Argument(help="aws, gcp, lambda, or a plug-in (brev provider ls --available)")
+    ],
 ) -> None:
-    """AWS access keys.
-
-    From --profile, else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, else the default profile.
-    """
-    config = _aws_keys(profile)
-    if endpoint_url:
-        config["endpoint_url"] = endpoint_url
-    _add("aws", config)
-
-
-@add_app.command("gcp")
-def add_gcp(
-    project: Annotated[str, typer.Option(help="GCP project id")],
-    credentials_file: Annotated[
-        Path | None,
-        typer.Option(help="service-account JSON key; default: $GOOGLE_APPLICATION_CREDENTIALS"),
-    ] = None,
-    endpoint_url: EndpointOption = None,
-) -> None:
-    """GCP: a project and a service-account key."""
-    import json
-
-    config = {"project": project}
-    path = credentials_file or (
-        Path(os.environ["GOOGLE_APPLICATION_CREDENTIALS"])
-        if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-        else None
-    )
-    if path is not None:
-        try:
-            text = path.read_text()
-            json.loads(text)
-        except OSError as exc:
-            raise BrevError(f"cannot read {path} ({exc.strerror})") from None
-        except ValueError:
-            raise BrevError(f"{path} is not a JSON service-account key") from None
-        config["credentials_json"] = text
-    elif not endpoint_url:
-        raise BrevError(
-            "no GCP credentials: pass --credentials-file KEY.json "
-            "or set GOOGLE_APPLICATION_CREDENTIALS"
-        )
-    if endpoint_url:
-        config["endpoint_url"] = endpoint_url
-    _add("gcp", config)
-
-
-def _add(provider: str, config: dict[str, str]) -> None:
+    """Add (or replace) a provider's credentials; its options are its config keys."""
     with connect() as client:
+        kind = _kind(client.provider_kinds(), provider)
+        values = _discovered(provider, _collected(kind, context.args))
+        missing = [k for k in kind.config_keys if k.required and not values.get(k.name)]
+        if missing:
+            wanted = ", ".join(k.option + (f" (or {k.env})" if k.env else "") for k in missing)
+            raise BrevError(f"{kind.display_name} needs {wanted}")
+        sent = {k.name for k in kind.config_keys if not k.local}
+        config = {key: value for key, value in values.items() if key in sent}
         added = client.add_provider(provider, config)
     note(f"Added {provider} credentials to org '{client.org}': {added.identity}.")
 
 
-def _aws_keys(profile: str | None) -> dict[str, str]:
-    if (
-        profile is None
-        and os.environ.get("AWS_ACCESS_KEY_ID")
-        and os.environ.get("AWS_SECRET_ACCESS_KEY")
-    ):
-        keys = {
-            "access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
-            "secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"],
-        }
-        if os.environ.get("AWS_SESSION_TOKEN"):
-            keys["session_token"] = os.environ["AWS_SESSION_TOKEN"]
-        return keys
-    name = profile or os.environ.get("AWS_PROFILE") or "default"
-    path = Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE", Path.home() / ".aws" / "credentials"))
-    import configparser  # here: only `provider add aws` reads ~/.aws
+def _kind(kinds: list[api.ProviderKind], name: str) -> api.ProviderKind:
+    for kind in kinds:
+        if kind.name == name:
+            return kind
+    known = ", ".join(k.name for k in kinds)
+    raise BrevError(f"unknown provider '{name}'; the plane has: {known}")
 
-    parser = configparser.ConfigParser()
-    parser.read(path)
-    if not parser.has_section(name):
-        raise BrevError(
-            f"no AWS credentials: profile '{name}' is not in {path}, and AWS_ACCESS_KEY_ID / "
-            f"AWS_SECRET_ACCESS_KEY are not set"
-        )
-    section = parser[name]
-    if not section.get("aws_access_key_id") or not section.get("aws_secret_access_key"):
-        raise BrevError(
-            f"profile '{name}' in {path} has no aws_access_key_id / aws_secret_access_key"
-        )
-    keys = {
-        "access_key_id": section["aws_access_key_id"],
-        "secret_access_key": section["aws_secret_access_key"],
-    }
-    if section.get("aws_session_token"):
-        keys["session_token"] = section["aws_session_token"]
-    return keys
+
+def _collected(kind: api.ProviderKind, words: list[str]) -> dict[str, str]:
+    """`--option VALUE` / `--option=VALUE` words by key name, then the keys' variables."""
+    by_option = {key.option: key for key in kind.config_keys}
+    given: dict[str, str] = {}
+    rest = list(words)
+    while rest:
+        word = rest.pop(0)
+        option, equals, value = word.partition("=")
+        key = by_option.get(option)
+        if key is None:
+            options = " ".join(sorted(by_option)) or "none"
+            raise BrevError(f"{kind.display_name} takes no {option}; its options: {options}")
+        if not equals:
+            if not rest or rest[0].startswith("--"):
+                raise BrevError(f"{option} needs a value")
+            value = rest.pop(0)
+        given[key.name] = value
+    values: dict[str, str] = {}
+    for key in kind.config_keys:
+        found = given.get(key.name) or (os.environ.get(key.env) if key.env else None)
+        if found:
+            values[key.name] = _read(found) if key.from_file else found
+    return values
+
+
+def _read(path_text: str) -> str:
+    path = Path(path_text).expanduser()
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise BrevError(f"cannot read {path} ({exc.strerror})") from None
+
+
+def _discovered(provider: str, values: dict[str, str]) -> dict[str, str]:
+    """The provider's own discovery, where this CLI has it installed; `values` otherwise."""
+    from brev.providers import registry
+    from brev.providers.base import ProviderError
+
+    try:
+        discover = registry.info(provider).discover
+    except registry.UnknownProvider:
+        return values  # a plug-in only the plane has: what the keys' options gave
+    if discover is None:
+        return values
+    try:
+        return discover(dict(values))
+    except ProviderError as error:
+        raise BrevError(error.message) from None
 
 
 @app.command("ls")
 def list_providers(
     json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    available: Annotated[
+        bool, typer.Option("--available", help="the providers the plane has, and their options")
+    ] = False,
 ) -> None:
     """Providers this org has credentials for (who they are, never the secrets)."""
+    if available:
+        _list_kinds(json_output)
+        return
     with connect() as client:
         configs = client.providers()
     if json_output:
@@ -139,6 +129,26 @@ def list_providers(
     print_table(
         ["provider", "identity", "added by", "age"],
         [[c.provider, c.identity, c.added_by, age(c.created_at)] for c in configs],
+    )
+
+
+def _list_kinds(json_output: bool) -> None:
+    with connect() as client:
+        kinds = client.provider_kinds()
+    if json_output:
+        print_json(kinds)
+        return
+    print_table(
+        ["provider", "name", "installed", "options"],
+        [
+            [
+                k.name,
+                k.display_name,
+                "yes" if k.installed else f"no: pip install 'brev[{k.extra}]'",
+                " ".join(o.option + ("" if o.required else "?") for o in k.config_keys),
+            ]
+            for k in kinds
+        ],
     )
 
 

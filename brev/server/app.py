@@ -14,12 +14,12 @@ from starlette.exceptions import HTTPException
 
 from brev import __version__, api
 from brev.catalog.offers import use_overlay
+from brev.providers.registry import make_provider
 from brev.server.admission import AdmissionLimit
 from brev.server.db.engine import make_engine, make_sessionmaker
 from brev.server.errors import InvalidInput, ServiceError, TokenLimit
 from brev.server.ingest import ReportIngest
 from brev.server.metrics import Metrics, MetricsMiddleware
-from brev.server.provider_registry import make_provider
 from brev.server.reconciler.loop import Reconciler
 from brev.server.reconciler.steps import Timing
 from brev.server.routers import (

@@ -60,6 +60,14 @@ class InvalidInput(ServiceError):
         self.field = field
 
 
+class ProviderNotInstalled(ServiceError):
+    """The provider's SDK is missing on the plane: an operator installs it (the message says
+    how); nothing the caller can change in the request."""
+
+    status_code = 422
+    code = "provider_not_installed"
+
+
 class NodeRemoved(ServiceError):
     """Said to the agent of a removed node: it uninstalls itself on hearing this."""
 

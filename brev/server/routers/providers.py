@@ -3,10 +3,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from brev import api
-from brev.server.deps import DbSession, InOrg
+from brev.server.deps import Caller, DbSession, InOrg
 from brev.server.services import provider_configs
 
 router = APIRouter(tags=["providers"])
+
+
+@router.get("/providers")
+def provider_kinds(caller: Caller) -> list[api.ProviderKind]:
+    """The providers installed on the plane, built in and plug-ins, with their config keys."""
+    return provider_configs.kinds()
 
 
 @router.get("/orgs/{org}/providers")

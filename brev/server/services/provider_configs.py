@@ -8,18 +8,63 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from brev import api
-from brev.providers.base import ProviderError
+from brev.providers import registry
+from brev.providers.base import ProviderError, SdkMissing
+from brev.providers.registry import ProviderInfo, UnknownProvider
 from brev.server.db.models import Instance, ProviderConfig, User
-from brev.server.errors import Conflict, InvalidInput, NotFound
-from brev.server.provider_registry import make_provider, provider_names
+from brev.server.errors import Conflict, InvalidInput, NotFound, ProviderNotInstalled
 from brev.server.secrets import SecretBox
 from brev.server.services import events
 from brev.server.services.scope import OrgContext
 
-REQUIRED_KEYS = {
-    "aws": ("access_key_id", "secret_access_key"),
-    "gcp": ("project",),
-}
+
+def kinds() -> list[api.ProviderKind]:
+    """Every provider installed on the plane, as its class declares itself."""
+    return [_kind(found) for found in registry.all_providers()]
+
+
+def _kind(found: ProviderInfo) -> api.ProviderKind:
+    return api.ProviderKind(
+        name=found.name,
+        display_name=found.display_name,
+        installed=found.installed,
+        extra=found.sdk.extra if found.sdk else None,
+        config_keys=[
+            api.ProviderConfigKey(
+                name=key.name,
+                help=key.help,
+                required=key.required,
+                secret=key.secret,
+                env=key.env,
+                from_file=key.from_file,
+                option=key.option,
+                local=key.local,
+            )
+            for key in found.config_keys
+        ],
+    )
+
+
+def _checked(provider: str, config: dict[str, str]) -> ProviderInfo:
+    """The provider, once `config` has its required keys and no others; InvalidInput if not."""
+    try:
+        found = registry.info(provider)
+    except UnknownProvider as error:
+        raise InvalidInput("provider", str(error)) from None
+    keys = found.sent_keys()
+    if keys:  # a plug-in that declares no keys takes whatever it is given
+        declared = {key.name for key in keys}
+        unknown = sorted(set(config) - declared)
+        if unknown:
+            raise InvalidInput(
+                "config",
+                f"{found.display_name} takes no {', '.join(unknown)}; "
+                f"its keys: {', '.join(sorted(declared))}",
+            )
+    missing = [key.name for key in keys if key.required and not config.get(key.name)]
+    if missing:
+        raise InvalidInput("config", f"{found.display_name} needs {', '.join(missing)}")
+    return found
 
 
 def add(
@@ -27,17 +72,14 @@ def add(
 ) -> api.ProviderConfig:
     """Check the credentials with the provider itself, then store them sealed."""
     ctx.require_admin("adding provider credentials")
-    if body.provider not in provider_names():
-        known = ", ".join(provider_names())
-        raise InvalidInput("provider", f"unknown provider '{body.provider}'; known: {known}")
-    missing = [k for k in REQUIRED_KEYS.get(body.provider, ()) if not body.config.get(k)]
-    if missing:
-        raise InvalidInput("config", f"{body.provider} needs {', '.join(missing)}")
+    found = _checked(body.provider, body.config)
     try:
-        identity = make_provider(body.provider, body.config).validate()
+        identity = registry.make_provider(body.provider, body.config).validate()
+    except SdkMissing as error:
+        raise ProviderNotInstalled(error.message) from None
     except ProviderError as error:
         raise InvalidInput(
-            "config", f"{body.provider} rejected these credentials: {error.message}"
+            "config", f"{found.display_name} rejected these credentials: {error.message}"
         ) from None
     row = session.scalar(
         select(ProviderConfig).where(
