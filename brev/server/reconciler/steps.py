@@ -19,22 +19,22 @@ from typing import Any
 from brev.api import InstanceStatus as S
 from brev.providers.base import (
     TAG_INSTANCE_ID,
-    CredentialsError,
+    Disposition,
     InstanceSpec,
-    InvalidRequest,
     Machine,
     MachineState,
-    NoCapacity,
     Placement,
     Provider,
     ProviderError,
     ProviderRef,
-    QuotaExceeded,
+    disposition,
 )
 from brev.server.db.models import Instance, utcnow
 
 # Transient errors (throttling, 5xx) retried on the same placement before moving on.
 MAX_TRANSIENT_RETRIES = 3
+# A machine that exists is never given up on (it costs money): its retries back off to this.
+MAX_BACKOFF = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def step(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Timin
             status_reason="the plane lost track of this instance's machine",
         )
     else:
-        converge(snap, snap.ref, provider_for(snap.ref.provider), out, timing)
+        converge(snap, snap.ref, provider_for, out, timing)
 
 
 def provision(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Timing) -> None:
@@ -197,20 +197,14 @@ def provision(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: 
         machine = provider_for(placement["provider"]).create(
             spec, target, f"{snap.idempotency_key}-{snap.attempt}"
         )
-    except (NoCapacity, QuotaExceeded) as error:
-        out.record(
-            "instance.attempt_failed",
-            {"attempt": snap.attempt + 1, **where, "code": error.code, "reason": error.message},
-            attempt=snap.attempt + 1,
-            transient_failures=0,
-            next_check_at=None,
-        )
-        return
-    except (InvalidRequest, CredentialsError) as error:
-        _fail(out, snap, error)
-        return
     except ProviderError as error:
-        _transient(snap, out, timing, error, where)
+        kind = disposition(error)
+        if kind == Disposition.NEXT_PLACEMENT:
+            _next_placement(snap, out, error, where, error.message)
+        elif kind == Disposition.RETRY:
+            _transient(snap, out, timing, error, where)
+        else:  # FAIL; GONE cannot answer a create (an image or a network not found): FAIL
+            _fail(out, snap, error)
         return
     fault("crash-after-create")
     out.record(
@@ -226,65 +220,86 @@ def provision(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: 
 
 
 def converge(
-    snap: Snapshot, ref: ProviderRef, provider: Provider, out: Recorder, timing: Timing
+    snap: Snapshot, ref: ProviderRef, provider_for: ProviderFor, out: Recorder, timing: Timing
 ) -> None:
     """A machine exists: move it toward running or stopped."""
     try:
+        provider = provider_for(ref.provider)
         machine = provider.describe(ref)
-        state = machine.state if machine else MachineState.TERMINATED
-        if state == MachineState.TERMINATED:
-            out.record(
-                "instance.lost",
-                {"machine": ref.id},
-                status=S.FAILED,
-                status_reason="the machine was terminated outside brev (or reclaimed, if spot)",
-            )
+        if machine is None or machine.state == MachineState.TERMINATED:
+            _lost(out, ref)
             return
-        poll = utcnow() + timing.poll
-        if snap.desired == S.RUNNING:
-            if state == MachineState.RUNNING:
-                if snap.status != S.RUNNING:
-                    assert machine is not None
-                    out.record(
-                        "instance.running",
-                        {},
-                        status=S.RUNNING,
-                        ssh_host=machine.public_ip,
-                        next_check_at=utcnow() + timing.steady,
-                    )
-                else:
-                    out.record(next_check_at=utcnow() + timing.steady)
-            elif state == MachineState.STOPPED:
-                provider.start(ref)
-                out.record("instance.starting", {}, status=S.STARTING, next_check_at=poll)
-            else:  # pending, stopping: wait
-                out.record(next_check_at=poll)
-        elif snap.desired == S.STOPPED:
-            if state == MachineState.STOPPED:
-                if snap.status != S.STOPPED:
-                    out.record(
-                        "instance.stopped",
-                        {},
-                        status=S.STOPPED,
-                        ssh_host=None,
-                        next_check_at=utcnow() + timing.steady,
-                    )
-                else:
-                    out.record(next_check_at=utcnow() + timing.steady)
-            elif state == MachineState.RUNNING:
-                provider.stop(ref)
-                out.record("instance.stopping", {}, status=S.STOPPING, next_check_at=poll)
-            else:
-                out.record(next_check_at=poll)
+        _toward_desired(snap, ref, machine, provider, out, timing)
     except ProviderError as error:
-        if error.retryable:
+        kind = disposition(error)
+        if kind == Disposition.RETRY:
+            _back_off(snap, out, timing, error)
+        elif kind == Disposition.NEXT_PLACEMENT and snap.desired == S.RUNNING:
+            # Starting a stopped machine found no capacity (AWS's InsufficientInstanceCapacity
+            # on start): it stays stopped, as the user can see and ask again.
             out.record(
-                "instance.provider_error",
-                {"reason": error.message},
-                next_check_at=utcnow() + timing.backoff,
+                "instance.start_failed",
+                {"code": error.code, "reason": error.message},
+                status=S.STOPPED,
+                desired_status=S.STOPPED,
+                status_reason=f"could not start: {error.message}; try `brev start` later",
+                transient_failures=0,
+                next_check_at=utcnow() + timing.steady,
             )
+        elif kind == Disposition.GONE:
+            _lost(out, ref)
         else:
             _fail(out, snap, error)
+
+
+def _toward_desired(
+    snap: Snapshot,
+    ref: ProviderRef,
+    machine: Machine,
+    provider: Provider,
+    out: Recorder,
+    timing: Timing,
+) -> None:
+    """One move of a machine that answered, or a later look when it is where it should be."""
+    # An answer ends a run of transient failures: the next one starts its back-off afresh.
+    settled: dict[str, Any] = {"transient_failures": 0} if snap.transient_failures else {}
+    poll = utcnow() + timing.poll
+    steady = utcnow() + timing.steady
+    state = machine.state
+    if snap.desired == S.RUNNING:
+        if state == MachineState.RUNNING and snap.status != S.RUNNING:
+            out.record(
+                "instance.running",
+                {},
+                status=S.RUNNING,
+                ssh_host=machine.public_ip,
+                next_check_at=steady,
+                **settled,
+            )
+        elif state == MachineState.RUNNING:
+            out.record(next_check_at=steady, **settled)
+        elif state == MachineState.STOPPED:
+            provider.start(ref)
+            out.record("instance.starting", {}, status=S.STARTING, next_check_at=poll, **settled)
+        else:  # pending, stopping: wait
+            out.record(next_check_at=poll, **settled)
+    elif snap.desired == S.STOPPED:
+        if state == MachineState.STOPPED and snap.status != S.STOPPED:
+            out.record(
+                "instance.stopped",
+                {},
+                status=S.STOPPED,
+                ssh_host=None,
+                next_check_at=steady,
+                **settled,
+            )
+        elif state == MachineState.STOPPED:
+            out.record(next_check_at=steady, **settled)
+        elif state == MachineState.RUNNING:
+            provider.stop(ref)
+            out.record("instance.stopping", {}, status=S.STOPPING, next_check_at=poll, **settled)
+        else:
+            out.record(next_check_at=poll, **settled)
 
 
 def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Timing) -> None:
@@ -295,21 +310,17 @@ def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Tim
         # the next sweep, minutes away.
         try:
             for unrecorded in _machines_of_current_attempt(snap, provider_for):
-                provider_for(unrecorded.ref.provider).terminate(unrecorded.ref)
+                _terminate(provider_for(unrecorded.ref.provider), unrecorded.ref)
                 out.record("instance.terminated_unrecorded", {"machine": unrecorded.ref.id})
         except ProviderError as error:
-            out.record(
-                "instance.provider_error",
-                {"reason": error.message},
-                next_check_at=utcnow() + timing.backoff,
-            )
+            _back_off(snap, out, timing, error)
             return
         out.record("instance.deleted", {}, status=S.DELETED, deleted_at=utcnow(), ssh_host=None)
         return
-    provider = provider_for(ref.provider)
     try:
+        provider = provider_for(ref.provider)
         if snap.status != S.DELETING:
-            provider.terminate(ref)
+            _terminate(provider, ref)
             fault("crash-after-terminate")
             out.record(
                 "instance.deleting",
@@ -318,7 +329,7 @@ def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Tim
                 next_check_at=utcnow() + timing.poll,
             )
             return
-        machine = provider.describe(ref)
+        machine = _describe(provider, ref)
         if machine is None or machine.state == MachineState.TERMINATED:
             out.record(
                 "instance.deleted",
@@ -328,14 +339,30 @@ def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Tim
                 ssh_host=None,
             )
         else:
-            provider.terminate(ref)  # idempotent; a stopped machine needs it again on some clouds
+            _terminate(provider, ref)  # a stopped machine needs it again on some clouds
             out.record(next_check_at=utcnow() + timing.poll)
     except ProviderError as error:
-        out.record(
-            "instance.provider_error",
-            {"reason": error.message},
-            next_check_at=utcnow() + timing.backoff,
-        )
+        # Whatever the error, a machine that may exist is tried again, never forgotten: a
+        # failure a person must fix (credentials) is said on the instance, retried slowly.
+        _back_off(snap, out, timing, error, needs_a_person=disposition(error) == Disposition.FAIL)
+
+
+def _terminate(provider: Provider, ref: ProviderRef) -> None:
+    """Terminate; a machine that is already gone (NotFound) is a delete that is done."""
+    try:
+        provider.terminate(ref)
+    except ProviderError as error:
+        if disposition(error) != Disposition.GONE:
+            raise
+
+
+def _describe(provider: Provider, ref: ProviderRef) -> Machine | None:
+    try:
+        return provider.describe(ref)
+    except ProviderError as error:
+        if disposition(error) == Disposition.GONE:
+            return None
+        raise
 
 
 def _machines_of_current_attempt(snap: Snapshot, provider_for: ProviderFor) -> list[Machine]:
@@ -350,24 +377,67 @@ def _machines_of_current_attempt(snap: Snapshot, provider_for: ProviderFor) -> l
     ]
 
 
+def _next_placement(
+    snap: Snapshot, out: Recorder, error: ProviderError, where: dict[str, Any], reason: str
+) -> None:
+    out.record(
+        "instance.attempt_failed",
+        {"attempt": snap.attempt + 1, **where, "code": error.code, "reason": reason},
+        attempt=snap.attempt + 1,
+        transient_failures=0,
+        next_check_at=None,
+    )
+
+
 def _transient(
     snap: Snapshot, out: Recorder, timing: Timing, error: ProviderError, where: dict[str, Any]
 ) -> None:
+    """A create that may succeed if asked again: a few tries here, then the next placement."""
     failures = snap.transient_failures + 1
     if failures > MAX_TRANSIENT_RETRIES:
-        out.record(
-            "instance.attempt_failed",
-            {"attempt": snap.attempt + 1, **where, "reason": f"{error.message} ({failures} tries)"},
-            attempt=snap.attempt + 1,
-            transient_failures=0,
-            next_check_at=None,
-        )
+        _next_placement(snap, out, error, where, f"{error.message} ({failures} tries)")
         return
     out.record(
         "instance.provider_error",
-        {"attempt": snap.attempt + 1, **where, "reason": error.message},
+        {"attempt": snap.attempt + 1, **where, "code": error.code, "reason": error.message},
         transient_failures=failures,
-        next_check_at=utcnow() + timing.backoff * (2 ** (failures - 1)),
+        next_check_at=utcnow() + _delay(timing, failures),
+    )
+
+
+def _back_off(
+    snap: Snapshot,
+    out: Recorder,
+    timing: Timing,
+    error: ProviderError,
+    *,
+    needs_a_person: bool = False,
+) -> None:
+    """The same call later, each wait twice the last up to MAX_BACKOFF; the event (and, when a
+    person must act, the instance's reason) on the first failure of a run only, not every try."""
+    failures = snap.transient_failures + 1
+    details = {"code": error.code, "reason": error.message, "tries": failures}
+    reason = {"status_reason": f"cannot delete yet: {error.message}"} if needs_a_person else {}
+    out.record(
+        "instance.provider_error" if failures == 1 else None,
+        details,
+        transient_failures=failures,
+        next_check_at=utcnow() + (MAX_BACKOFF if needs_a_person else _delay(timing, failures)),
+        **reason,
+    )
+
+
+def _delay(timing: Timing, failures: int) -> timedelta:
+    delay: timedelta = timing.backoff * (2 ** min(failures - 1, 16))
+    return min(delay, MAX_BACKOFF)
+
+
+def _lost(out: Recorder, ref: ProviderRef) -> None:
+    out.record(
+        "instance.lost",
+        {"machine": ref.id},
+        status=S.FAILED,
+        status_reason="the machine was terminated outside brev (or reclaimed, if spot)",
     )
 
 
