@@ -1,24 +1,25 @@
 """The dashboard's Org page against a real plane: an admin invites a member (the login token
 shown once), changes roles (never the last admin's: the plane's message), creates and revokes
-a token (the secret shown once), adds moto as the org's AWS (never shown back) and removes it,
-and reads the audit log with filters and paging; a member is offered none of an admin's
-controls; names with markup stay text."""
+a token (the secret shown once), picks a provider from the plane's list and fills the fields
+its config keys make (a wrong key: the plane's message), adds moto as the org's AWS (never
+shown back) and removes it, and reads the audit log with filters and paging; a member is
+offered none of an admin's controls; names with markup stay text."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
 from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 
 from brev import api
 from brev.client import BrevClient
 from tests.conftest import LiveServer
 from tests.dashboard_browser import screenshot, signed_in_page
+from tests.fake_lambda import FakeLambda
 from tests.moto import MotoServer
 
 pytestmark = pytest.mark.slow
@@ -127,7 +128,7 @@ def test_admin_manages_members_tokens_credentials_and_reads_the_audit_log(
     expect(token_row).to_contain_text("ago")  # last used: just now
     expect(page.locator("#token-secret")).to_have_count(0)
 
-    # Credentials: JSON that does not parse is an error, and no request.
+    # Credentials: the providers on offer are the plane's (GET /providers), by display name.
     posts: list[str] = []
 
     page.on(
@@ -136,26 +137,72 @@ def test_admin_manages_members_tokens_credentials_and_reads_the_audit_log(
     )
     credentials = page.locator("#org-credentials")
     expect(credentials).to_contain_text("No cloud credentials yet")
-    credentials.get_by_label("Provider").select_option("aws")
-    credentials.get_by_label("Config (JSON)").fill("{not json")
+    chooser = credentials.get_by_label("Provider")
+    expect(chooser.locator("option[value='lambda']")).to_have_count(1)
+    offered = dict(
+        chooser.locator("option:not([value=''])").evaluate_all(
+            "options => options.map(o => [o.value, o.textContent])"
+        )
+    )
+    assert {"aws": "AWS", "gcp": "GCP", "lambda": "Lambda Cloud"}.items() <= offered.items()
+
+    # One field per config key: AWS's secret is a password field, its profile (read by the
+    # CLI alone) is not asked for; GCP's key file is a textarea with a file picker.
+    chooser.select_option("gcp")
+    expect(credentials.get_by_label("Project")).to_have_attribute("required", "")
+    key_file = credentials.locator("textarea[data-key='credentials_json']")
+    expect(key_file).to_have_accessible_description("service-account JSON key")
+    key_json = FilePayload(name="key.json", mimeType="application/json", buffer=b'{"k": 1}')
+    credentials.get_by_label("Credentials JSON: read from a file").set_input_files(key_json)
+    expect(key_file).to_have_value('{"k": 1}')
+    chooser.select_option("aws")
+    expect(key_file).to_have_count(0)
+    access_key = credentials.get_by_label("Access key ID")
+    secret_field = credentials.get_by_label("Secret access key")
+    endpoint = credentials.get_by_label("Endpoint URL (optional)")
+    expect(secret_field).to_have_attribute("type", "password")
+    expect(secret_field).to_have_attribute("autocomplete", "off")
+    expect(credentials.get_by_label("Session token (optional)")).to_have_attribute(
+        "type", "password"
+    )
+    expect(access_key).to_have_attribute("type", "text")
+    expect(credentials.locator("[data-key='profile']")).to_have_count(0)
+
+    # Required keys left empty: the browser says so, and no request.
     credentials.get_by_role("button", name="Add credentials").click()
-    expect(credentials.get_by_role("alert")).to_contain_text("not valid JSON")
-    credentials.get_by_label("Config (JSON)").fill('{"access_key_id": 7}')
-    credentials.get_by_role("button", name="Add credentials").click()
-    expect(credentials.get_by_role("alert")).to_contain_text("must be a string")
+    assert access_key.evaluate("input => input.validity.valueMissing")
     assert posts == []
 
+    # A wrong key: the plane's message, and the key nowhere on the page.
+    with FakeLambda() as fake:
+        chooser.select_option("lambda")
+        wrong = f"secret_wrong_{uuid.uuid4().hex}"
+        credentials.get_by_label("API key").fill(wrong)
+        credentials.get_by_label("Endpoint URL (optional)").fill(fake.url)
+        credentials.get_by_role("button", name="Add credentials").click()
+        expect(credentials.get_by_role("alert")).to_contain_text(
+            "Lambda Cloud rejected these credentials"
+        )
+        expect(credentials.get_by_role("alert")).to_contain_text("API key was invalid")
+        assert wrong not in credentials.get_by_role("alert").inner_text()
+    expect(credentials.locator("tbody tr[data-provider='lambda']")).to_have_count(0)
+    assert len(posts) == 1
+
     # Moto as the org's AWS: listed with who it is, never what.
+    chooser.select_option("aws")
     secret_key = f"sekrit-{uuid.uuid4().hex}"
-    config = {**moto_server.config(), "secret_access_key": secret_key}
-    credentials.get_by_label("Config (JSON)").fill(json.dumps(config))
+    config = moto_server.config()
+    access_key.fill(config["access_key_id"])
+    secret_field.fill(secret_key)
+    endpoint.fill(config["endpoint_url"])
     credentials.get_by_role("button", name="Add credentials").click()
     aws = credentials.locator("tbody tr[data-provider='aws']")
     expect(aws).to_contain_text("account")
     expect(aws).to_contain_text(me)
     expect(credentials.get_by_role("alert")).to_have_count(0)
-    expect(credentials.get_by_label("Config (JSON)")).to_have_value("")
-    assert len(posts) == 1
+    for field in (access_key, secret_field, endpoint):
+        expect(field).to_have_value("")  # the secrets leave the page
+    assert len(posts) == 2
     page.reload()
     expect(aws).to_be_visible()
     assert secret_key not in page.content()
@@ -166,6 +213,8 @@ def test_admin_manages_members_tokens_credentials_and_reads_the_audit_log(
     expect(audit_rows.filter(has_text="provider.add")).to_have_count(1)
     expect(audit_rows.filter(has_text="token.create")).to_have_count(1)
     everything = audit_rows.count()
+    chooser.select_option("aws")  # the screenshot shows AWS's fields, empty
+    expect(access_key).to_have_value("")
     screenshot(page, "org")
     audit.get_by_label("Kind").fill("member.")
     audit.get_by_role("button", name="Filter").click()

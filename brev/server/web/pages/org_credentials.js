@@ -1,32 +1,46 @@
 // The Org page's cloud credentials: which clouds the org uses and as whom. The plane checks
 // credentials with the cloud when they are added, stores them sealed and never shows them
-// again, so neither does this page: the config typed in leaves the form once sent. Adding
+// again, so neither does this page: what was typed in leaves the form once sent. Adding
 // and removing are an admin's; everyone sees the list.
+//
+// The form is drawn from what the plane says it has (GET /providers): every installed
+// provider, built in or a plug-in, with the config keys its class declares. A key the CLI
+// alone reads (`local`, e.g. an AWS profile) is not asked for here.
 
 import { attempt, clearError, confirmDialog, formatTime, h, showError } from "../dom.js";
 
-// What each installed provider wants (brev/api ProviderConfigAdd), as the textarea's hint.
-const EXAMPLES = {
-  aws: '{"access_key_id": "AKIA…", "secret_access_key": "…", "session_token": "(optional)"}',
-  gcp: '{"project": "my-project", "credentials_json": "(a service account key, optional)"}',
-};
+// Words that read better in capitals in a key's label: endpoint_url -> "Endpoint URL".
+const CAPITALS = new Set(["api", "id", "json", "url", "ssh", "ip"]);
 
-// The textarea's JSON as the plane wants it (an object of strings), or an Error saying why not.
-export function parseConfig(text) {
-  let value;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    return new Error(`The config is not valid JSON: ${error.message}`);
+// A config key's name as its label: "access_key_id" -> "Access key ID".
+export function keyLabel(name) {
+  const words = String(name).split(/[_\s]+/).filter(Boolean)
+    .map((w) => (CAPITALS.has(w.toLowerCase()) ? w.toUpperCase() : w.toLowerCase()));
+  if (!words.length) return String(name);
+  words[0] = words[0][0].toUpperCase() + words[0].slice(1);
+  return words.join(" ");
+}
+
+// The provider select's label for one: a provider whose SDK the plane lacks says how to
+// install it (and is disabled).
+export function kindLabel(kind) {
+  if (kind.installed) return kind.display_name;
+  const how = kind.extra ? `: pip install 'brev[${kind.extra}]'` : "";
+  return `${kind.display_name} (not installed${how})`;
+}
+
+// The config as the plane wants it: the non-empty values of the keys shown, as strings.
+export function configOf(inputs) {
+  const config = {};
+  for (const [name, input] of inputs) {
+    const value = input.value.trim();
+    if (value) config[name] = value;
   }
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    return new Error('The config must be a JSON object, e.g. {"key": "value"}.');
-  }
-  const wrong = Object.entries(value).filter(([, v]) => typeof v !== "string").map(([k]) => k);
-  if (wrong.length) {
-    return new Error(`Every value of the config must be a string (not: ${wrong.join(", ")}).`);
-  }
-  return value;
+  return config;
+}
+
+function idOf(...parts) {
+  return parts.map((p) => String(p).replace(/[^A-Za-z0-9_-]/g, "-")).join("-");
 }
 
 export async function renderCredentials(section, ctx) {
@@ -41,8 +55,9 @@ export async function renderCredentials(section, ctx) {
       ["Provider", "Identity", "Added by", "Added"].map((l) => h("th", { scope: "col" }, l)),
       admin ? h("th", { scope: "col" }, h("span", { class: "offscreen" }, "Actions")) : null)),
     tbody);
+  const form = admin ? addForm() : null;
   section.append(alerts, table, empty,
-    admin ? h("h3", {}, "Add or replace credentials") : null, admin ? addForm() : null);
+    admin ? h("h3", {}, "Add or replace credentials") : null, form ? form.element : null);
 
   async function refresh() {
     const configs = await ctx.api.get(base);
@@ -81,48 +96,108 @@ export async function renderCredentials(section, ctx) {
     }
   }
 
+  // The form, and load(kinds) that fills its provider select once GET /providers answers.
   function addForm() {
-    const provider = h("select", { id: "credential-provider" },
-      Object.keys(EXAMPLES).map((p) => h("option", { value: p }, p)));
-    const config = h("textarea", { id: "credential-config", rows: "4", cols: "90", required: true,
-      spellcheck: "false", autocomplete: "off", class: "mono" });
-    const hint = () => (config.placeholder = EXAMPLES[provider.value] || "{}");
-    hint();
-    provider.addEventListener("change", hint);
+    let kinds = new Map(); // name -> ProviderKind
+    let inputs = new Map(); // config key name -> its input or textarea, for the chosen one
+    const provider = h("select", { id: "credential-provider", required: true },
+      h("option", { value: "", disabled: true, selected: true }, "Choose a provider…"));
+    const fields = h("div", { id: "credential-fields" });
     const submit = h("button", { type: "submit", class: "primary" }, "Add credentials");
-    const form = h("form", { id: "credential-form", class: "panel",
+    const element = h("form", { id: "credential-form", class: "panel",
       "aria-label": "Add cloud credentials" },
       h("p", { class: "muted small" },
         "Adding a provider that is here already replaces its credentials."),
       h("p", { class: "toolbar" },
         h("label", { for: "credential-provider" }, "Provider"), " ", provider),
-      h("p", {}, h("label", { for: "credential-config" }, "Config (JSON)")),
-      h("p", {}, config),
+      fields,
       h("p", { class: "muted small" }, "The plane checks them with the cloud, then keeps them " +
         "encrypted. They are never shown again, here or anywhere."),
       submit);
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      clearError(alerts);
-      const parsed = parseConfig(config.value);
-      if (parsed instanceof Error) {
-        showError(alerts, parsed);
-        config.focus();
+
+    function load(list) {
+      kinds = new Map(list.map((k) => [k.name, k]));
+      provider.append(...list.map((k) => h("option", { value: k.name, disabled: !k.installed },
+        kindLabel(k))));
+    }
+
+    function draw() {
+      const kind = kinds.get(provider.value);
+      inputs = new Map();
+      if (!kind) {
+        fields.replaceChildren();
         return;
       }
+      const keys = kind.config_keys.filter((k) => !k.local);
+      fields.replaceChildren(...keys.map((key) => field(kind, key)));
+      if (!keys.length) {
+        fields.append(h("p", { class: "notice" }, `${kind.display_name} declares no config ` +
+          "keys: add it on the command line, with ", h("code", {}, "brev provider add"), "."));
+      }
+    }
+
+    function field(kind, key) {
+      const id = idOf("credential", kind.name, key.name);
+      const hintId = `${id}-hint`;
+      const attrs = { id, name: key.name, required: key.required, autocomplete: "off",
+        spellcheck: "false", "aria-describedby": key.help ? hintId : null,
+        "data-key": key.name };
+      let input;
+      let picker = null;
+      if (key.from_file) {
+        input = h("textarea", { ...attrs, rows: "5", cols: "90", class: "mono",
+          placeholder: "Paste the file's text, or choose the file" });
+        picker = h("input", { type: "file", id: `${id}-file`,
+          "aria-label": `${keyLabel(key.name)}: read from a file` });
+        picker.addEventListener("change", async () => {
+          const file = picker.files && picker.files[0];
+          if (!file) return;
+          clearError(alerts);
+          try {
+            input.value = await file.text();
+          } catch (error) {
+            showError(alerts, new Error(`Could not read ${file.name}: ${error.message}`));
+          } finally {
+            picker.value = ""; // the file's name stays no longer than its text
+          }
+        });
+      } else {
+        input = h("input", { ...attrs, type: key.secret ? "password" : "text", size: "48" });
+      }
+      inputs.set(key.name, input);
+      const label = keyLabel(key.name) + (key.required ? "" : " (optional)");
+      return h("p", { class: "credential-field" },
+        h("label", { for: id }, label), h("br"),
+        input, picker ? " " : null, picker,
+        key.help ? [h("br"), h("span", { id: hintId, class: "muted small" }, key.help)] : null);
+    }
+
+    function clearInputs() {
+      for (const input of inputs.values()) input.value = "";
+      for (const picker of fields.querySelectorAll("input[type=file]")) picker.value = "";
+    }
+
+    provider.addEventListener("change", () => {
+      clearError(alerts);
+      draw();
+    });
+    element.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const body = { provider: provider.value, config: configOf(inputs) };
       attempt(submit, alerts, async () => {
-        await ctx.api.post(base, { provider: provider.value, config: parsed });
-        config.value = ""; // the secrets leave the page
+        await ctx.api.post(base, body);
+        clearInputs(); // the secrets leave the page
         await refresh();
         ctx.changed();
       });
     });
-    return form;
+    return { element, load };
   }
 
-  try {
-    await refresh();
-  } catch (error) {
-    showError(alerts, error);
-  }
+  // The list and (for an admin) the providers on offer load together; either may fail alone.
+  await Promise.all([
+    refresh().catch((error) => showError(alerts, error)),
+    form ? ctx.api.get("/providers").then(form.load).catch((error) => showError(alerts, error))
+      : null,
+  ]);
 }
