@@ -70,7 +70,12 @@ RECONCILER_WORKERS = 16  # Reconciler(workers=16), the server's default
 # the plane within a second or two, far less than it takes to provision them.
 POST_THREADS = 32
 POLL_S = 0.1  # the client's poll: both the single and the batch are seen through it
-SERVER_ENV = {"BREV_RECONCILE_INTERVAL": "0.1", "BREV_RECONCILE_POLL": "0.2"}
+# moto's machines have no agent and no sshd: its "running" is taken as reachable.
+SERVER_ENV = {
+    "BREV_RECONCILE_INTERVAL": "0.1",
+    "BREV_RECONCILE_POLL": "0.2",
+    "BREV_BOOT_PROBE": "none",
+}
 # The whole run must end within three minutes: measuring aborts past BUDGET_S, a request
 # waits at most REQUEST_TIMEOUT_S, and stopping the two servers takes at most 20 s more.
 BUDGET_S = 125.0

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,7 +38,11 @@ BREV_ENV_VARS = (
     "BREV_DATABASE_URL",
     "BREV_RECONCILE",
     "BREV_FAULT_INJECTION",
+    "BREV_BOOT_PROBE",
 )
+# moto's and the fake GCP's machines have neither an agent nor an sshd, so the planes of the
+# tests take the provider's "running" as reachable; tests/test_boot.py tests the real default.
+BOOT_PROBE_OF_FAKES = {"boot_probe": "none"}
 
 
 @pytest.fixture(autouse=True)
@@ -130,16 +135,20 @@ class Plane:
         self.app.state.engine.dispose()
 
 
+def make_plane(database_url: str, brev_home: Path, **settings: Any) -> Plane:
+    """A plane on a fresh database. No background reconciler: tests drive it with
+    `plane.reconciler.run_once()`, and a zero poll interval makes every follow-up due at once.
+    Its machines are running when the provider says so (BOOT_PROBE_OF_FAKES)."""
+    values: dict[str, Any] = {"reconcile": False, "reconcile_poll": 0.0, **BOOT_PROBE_OF_FAKES}
+    config = ServerSettings(home=brev_home, database_url=database_url, **{**values, **settings})
+    created = prepare_database(config)
+    assert created is not None
+    return Plane(app=create_app(config), settings=config, admin_token=created.admin_token)
+
+
 @pytest.fixture
 def plane(database_url: str, brev_home: Path) -> Iterator[Plane]:
-    # No background reconciler: tests drive it with `plane.reconciler.run_once()`, and a
-    # zero poll interval makes every follow-up due at once.
-    settings = ServerSettings(
-        home=brev_home, database_url=database_url, reconcile=False, reconcile_poll=0.0
-    )
-    created = prepare_database(settings)
-    assert created is not None
-    plane = Plane(app=create_app(settings), settings=settings, admin_token=created.admin_token)
+    plane = make_plane(database_url, brev_home)
     yield plane
     plane.close()
 
@@ -192,6 +201,7 @@ def start_server(
     log = home.parent / f"server-{port}.log"
     env = {k: v for k, v in os.environ.items() if k not in BREV_ENV_VARS}
     env["BREV_HOME"] = str(home)
+    env["BREV_BOOT_PROBE"] = BOOT_PROBE_OF_FAKES["boot_probe"]
     env.update(env_extra or {})
     command = [BREV, "server", "--port", str(port)]
     if database_url:

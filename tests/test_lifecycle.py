@@ -308,7 +308,7 @@ def test_two_reconcilers_never_step_the_same_instance(
 
     from brev.providers.registry import make_provider
     from brev.server.reconciler.loop import Reconciler
-    from brev.server.reconciler.steps import Timing
+    from brev.server.reconciler.snapshot import Timing
 
     names = [aws_org.create_instance(A100).name for _ in range(8)]
     replicas = [

@@ -192,7 +192,9 @@ def _describe_progress(instance: api.InstanceDetail) -> str:
         if p
     )
     attempt = f", attempt {instance.attempt + 1}/{len(instance.plan)}" if instance.plan else ""
-    return f"{instance.name}: {instance.status} ({where}{attempt})"
+    # `running` means reachable: the machine is up, its agent (or sshd) not yet heard from.
+    booting = ", booting: waiting for its agent" if instance.status == "starting" else ""
+    return f"{instance.name}: {instance.status} ({where}{attempt}{booting})"
 
 
 class _StatusLine:

@@ -24,10 +24,15 @@ def server(
 
     Migrates the database first; on an empty one, creates the first admin and its token.
     """
+    from brev.errors import BrevError
     from brev.server.main import serve
     from brev.server.settings import ServerSettings
 
-    serve(ServerSettings.load(host=host, port=port, database_url=database_url))
+    try:
+        settings = ServerSettings.load(host=host, port=port, database_url=database_url)
+    except ValueError as exc:  # a BREV_* variable that is not a number, or not one of its kind
+        raise BrevError(f"invalid server setting: {exc}") from None
+    serve(settings)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,8 +20,9 @@ from brev.server.db.engine import make_engine, make_sessionmaker
 from brev.server.errors import InvalidInput, ServiceError, TokenLimit
 from brev.server.ingest import ReportIngest
 from brev.server.metrics import Metrics, MetricsMiddleware
+from brev.server.reconciler.boot import BootCheck
 from brev.server.reconciler.loop import Reconciler
-from brev.server.reconciler.steps import Timing
+from brev.server.reconciler.snapshot import Timing
 from brev.server.routers import (
     agents,
     catalog,
@@ -77,7 +78,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
         make_provider,
         interval=settings.reconcile_interval,
         lease=timedelta(seconds=settings.reconcile_lease),
-        timing=Timing(poll=timedelta(seconds=settings.reconcile_poll)),
+        timing=Timing(
+            poll=timedelta(seconds=settings.reconcile_poll),
+            boot=BootCheck(
+                probe=settings.boot_probe, timeout=timedelta(seconds=settings.boot_timeout)
+            ),
+        ),
         sweep_every=timedelta(seconds=settings.sweep_interval),
         public_url=settings.public_url,
     )

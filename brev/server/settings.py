@@ -31,6 +31,10 @@ class ServerSettings:
     ssh_certificate_hours: float = 12.0
     # `brev run`: the lease a run-scoped token's instance gets when the create names none.
     run_lease_seconds: int = 300
+    # `running` means reachable (brev.server.reconciler.boot): how a booting cloud machine is
+    # judged reachable, and how long its first boot may take before the next placement.
+    boot_probe: str = "agent+ssh"
+    boot_timeout: float = 900.0
 
     @classmethod
     def load(
@@ -54,8 +58,18 @@ class ServerSettings:
             node_install_wait=float(os.environ.get("BREV_NODE_INSTALL_WAIT", "60")),
             ssh_certificate_hours=float(os.environ.get("BREV_SSH_CERTIFICATE_HOURS", "12")),
             run_lease_seconds=int(os.environ.get("BREV_RUN_LEASE_SECONDS", "300")),
+            boot_probe=_boot_probe(os.environ.get("BREV_BOOT_PROBE", "agent+ssh")),
+            boot_timeout=float(os.environ.get("BREV_BOOT_TIMEOUT", "900")),
         )
 
     @property
     def admin_token_path(self) -> Path:
         return self.home / "admin-token"
+
+
+def _boot_probe(value: str) -> str:
+    from brev.server.reconciler.boot import PROBES
+
+    if value not in PROBES:
+        raise ValueError(f"BREV_BOOT_PROBE must be one of {', '.join(PROBES)}, not {value!r}")
+    return value

@@ -329,6 +329,11 @@ class Instance(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
     next_check_at: Mapped[datetime | None] = mapped_column(doc="not before: back-off, polling")
+    # `running` means reachable: a machine the provider calls running boots until its agent's
+    # first report after `boot_started_at` (or its sshd's answer); a first boot not reachable
+    # by `boot_deadline_at` is given back and the next placement tried.
+    boot_started_at: Mapped[datetime | None]
+    boot_deadline_at: Mapped[datetime | None]
     # The agent's last report (brev.agent.report.AgentReport as JSON) and its sequence number:
     # a report with a number already seen is a re-send after an outage, and is dropped.
     telemetry: Mapped[dict[str, Any]] = mapped_column(default=dict)

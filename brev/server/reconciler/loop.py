@@ -22,7 +22,8 @@ from brev.providers.base import Provider
 from brev.server.db.engine import transaction
 from brev.server.db.models import Instance, Org, Plane, utcnow
 from brev.server.reconciler import autostop, claims, expiry, health, retention, sweep
-from brev.server.reconciler.steps import Change, Recorder, Snapshot, Timing, step
+from brev.server.reconciler.snapshot import Change, Recorder, Snapshot, Timing
+from brev.server.reconciler.steps import step
 from brev.server.secrets import SecretBox
 from brev.server.services import events, first_boot, provider_configs
 

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from brev.api import InstanceStatus as S
@@ -29,100 +26,17 @@ from brev.providers.base import (
     ProviderRef,
     disposition,
 )
-from brev.server.db.models import Instance, utcnow
-
-# Transient errors (throttling, 5xx) retried on the same placement before moving on.
-MAX_TRANSIENT_RETRIES = 3
-# A machine that exists is never given up on (it costs money): its retries back off to this.
-MAX_BACKOFF = timedelta(minutes=5)
-
-
-@dataclass(frozen=True)
-class Timing:
-    poll: timedelta = timedelta(seconds=5)  # while something is changing
-    steady: timedelta = timedelta(seconds=60)  # re-check a running or stopped machine
-    backoff: timedelta = timedelta(seconds=2)  # first retry after a transient error
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    id: str
-    org_id: str
-    org_name: str
-    plane_id: str
-    name: str
-    status: S
-    desired: S
-    provider: str | None
-    provider_ref: str | None
-    region: str | None
-    zone: str | None
-    plan: list[dict[str, Any]]
-    attempt: int
-    transient_failures: int
-    idempotency_key: str
-    disk_gb: int
-    image: str | None
-    startup_script: str | None
-    boot_script: str | None = None  # the plane's first-boot part (brev...first_boot)
-
-    @classmethod
-    def of(
-        cls, row: Instance, org_name: str, plane_id: str, boot_script: str | None = None
-    ) -> Snapshot:
-        return cls(
-            id=row.id,
-            org_id=row.org_id,
-            org_name=org_name,
-            plane_id=plane_id,
-            name=row.name,
-            status=S(row.status),
-            desired=S(row.desired_status),
-            provider=row.provider,
-            provider_ref=row.provider_ref,
-            region=row.region,
-            zone=row.zone,
-            plan=list(row.plan),
-            attempt=row.attempt,
-            transient_failures=row.transient_failures,
-            idempotency_key=row.idempotency_key,
-            disk_gb=row.disk_gb or 200,
-            image=row.image,
-            startup_script=row.startup_script,
-            boot_script=boot_script,
-        )
-
-    @property
-    def ref(self) -> ProviderRef | None:
-        if not (self.provider and self.provider_ref and self.region):
-            return None
-        return ProviderRef(self.provider, self.region, self.zone, self.provider_ref)
-
-
-@dataclass
-class Change:
-    """Columns to set and events to append, in one transaction."""
-
-    values: dict[str, Any] = field(default_factory=dict)
-    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-
-class Recorder:
-    """How a step writes: `record` commits one Change to the instance's row at once."""
-
-    def __init__(self, write: Callable[[Change], None]) -> None:
-        self._write = write
-
-    def record(
-        self, action: str | None = None, details: dict[str, Any] | None = None, **values: Any
-    ) -> None:
-        change = Change(values=values)
-        if action:
-            change.events.append((action, details or {}))
-        self._write(change)
-
-
-ProviderFor = Callable[[str], Provider]
+from brev.server.db.models import utcnow
+from brev.server.reconciler.failures import (
+    back_off,
+    describe_if_there,
+    fail,
+    lost,
+    next_placement,
+    terminate_if_there,
+    transient,
+)
+from brev.server.reconciler.snapshot import ProviderFor, Recorder, Snapshot, Timing
 
 
 def fault(point: str) -> None:
@@ -200,11 +114,11 @@ def provision(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: 
     except ProviderError as error:
         kind = disposition(error)
         if kind == Disposition.NEXT_PLACEMENT:
-            _next_placement(snap, out, error, where, error.message)
+            next_placement(snap, out, error, where, error.message)
         elif kind == Disposition.RETRY:
-            _transient(snap, out, timing, error, where)
+            transient(snap, out, timing, error, where)
         else:  # FAIL; GONE cannot answer a create (an image or a network not found): FAIL
-            _fail(out, snap, error)
+            fail(out, snap, error)
         return
     fault("crash-after-create")
     out.record(
@@ -215,6 +129,8 @@ def provision(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: 
         zone=machine.ref.zone or placement["zone"],
         ssh_host=machine.public_ip,
         transient_failures=0,
+        boot_started_at=utcnow(),
+        boot_deadline_at=utcnow() + timing.boot.timeout,
         next_check_at=utcnow() + timing.poll,
     )
 
@@ -227,13 +143,13 @@ def converge(
         provider = provider_for(ref.provider)
         machine = provider.describe(ref)
         if machine is None or machine.state == MachineState.TERMINATED:
-            _lost(out, ref)
+            lost(out, ref)
             return
         _toward_desired(snap, ref, machine, provider, out, timing)
     except ProviderError as error:
         kind = disposition(error)
         if kind == Disposition.RETRY:
-            _back_off(snap, out, timing, error)
+            back_off(snap, out, timing, error)
         elif kind == Disposition.NEXT_PLACEMENT and snap.desired == S.RUNNING:
             # Starting a stopped machine found no capacity (AWS's InsufficientInstanceCapacity
             # on start): it stays stopped, as the user can see and ask again.
@@ -247,9 +163,9 @@ def converge(
                 next_check_at=utcnow() + timing.steady,
             )
         elif kind == Disposition.GONE:
-            _lost(out, ref)
+            lost(out, ref)
         else:
-            _fail(out, snap, error)
+            fail(out, snap, error)
 
 
 def _toward_desired(
@@ -268,19 +184,20 @@ def _toward_desired(
     state = machine.state
     if snap.desired == S.RUNNING:
         if state == MachineState.RUNNING and snap.status != S.RUNNING:
-            out.record(
-                "instance.running",
-                {},
-                status=S.RUNNING,
-                ssh_host=machine.public_ip,
-                next_check_at=steady,
-                **settled,
-            )
+            _booting(snap, ref, machine, provider, out, timing, settled)
         elif state == MachineState.RUNNING:
             out.record(next_check_at=steady, **settled)
         elif state == MachineState.STOPPED:
             provider.start(ref)
-            out.record("instance.starting", {}, status=S.STARTING, next_check_at=poll, **settled)
+            out.record(
+                "instance.starting",
+                {},
+                status=S.STARTING,
+                boot_started_at=utcnow(),
+                boot_deadline_at=None,  # a machine with the user's disk is never given back
+                next_check_at=poll,
+                **settled,
+            )
         else:  # pending, stopping: wait
             out.record(next_check_at=poll, **settled)
     elif snap.desired == S.STOPPED:
@@ -302,6 +219,57 @@ def _toward_desired(
             out.record(next_check_at=poll, **settled)
 
 
+def _booting(
+    snap: Snapshot,
+    ref: ProviderRef,
+    machine: Machine,
+    provider: Provider,
+    out: Recorder,
+    timing: Timing,
+    settled: dict[str, Any],
+) -> None:
+    """The provider says running: running once reachable; a first boot past its deadline is
+    given back and the next placement tried."""
+    host = machine.public_ip or machine.private_ip
+    reached = timing.boot.reached_by(
+        boot_started_at=snap.boot_started_at,
+        last_heartbeat_at=snap.last_heartbeat_at,
+        host=host,
+        port=snap.ssh_port,
+    )
+    if reached is not None:
+        out.record(
+            "instance.running",
+            {"reachable_by": reached},
+            status=S.RUNNING,
+            ssh_host=machine.public_ip,
+            boot_deadline_at=None,
+            next_check_at=utcnow() + timing.steady,
+            **settled,
+        )
+    elif snap.boot_deadline_at is not None and utcnow() >= snap.boot_deadline_at:
+        minutes = timing.boot.timeout.total_seconds() / 60
+        reason = (
+            f"not reachable {minutes:g} min after it started (no agent report, no sshd "
+            f"answer): given back, trying the next placement"
+        )
+        terminate_if_there(provider, ref)  # first: a failure here leaves the row to try it again
+        out.record(
+            "instance.unreachable",
+            {"attempt": snap.attempt + 1, "machine": ref.id, "reason": reason},
+            status=S.PROVISIONING,
+            attempt=snap.attempt + 1,
+            provider_ref=None,
+            ssh_host=None,
+            boot_started_at=None,
+            boot_deadline_at=None,
+            transient_failures=0,
+            next_check_at=None,
+        )
+    else:
+        out.record(ssh_host=machine.public_ip, next_check_at=utcnow() + timing.poll, **settled)
+
+
 def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Timing) -> None:
     ref = snap.ref
     if ref is None:
@@ -310,17 +278,17 @@ def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Tim
         # the next sweep, minutes away.
         try:
             for unrecorded in _machines_of_current_attempt(snap, provider_for):
-                _terminate(provider_for(unrecorded.ref.provider), unrecorded.ref)
+                terminate_if_there(provider_for(unrecorded.ref.provider), unrecorded.ref)
                 out.record("instance.terminated_unrecorded", {"machine": unrecorded.ref.id})
         except ProviderError as error:
-            _back_off(snap, out, timing, error)
+            back_off(snap, out, timing, error)
             return
         out.record("instance.deleted", {}, status=S.DELETED, deleted_at=utcnow(), ssh_host=None)
         return
     try:
         provider = provider_for(ref.provider)
         if snap.status != S.DELETING:
-            _terminate(provider, ref)
+            terminate_if_there(provider, ref)
             fault("crash-after-terminate")
             out.record(
                 "instance.deleting",
@@ -329,7 +297,7 @@ def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Tim
                 next_check_at=utcnow() + timing.poll,
             )
             return
-        machine = _describe(provider, ref)
+        machine = describe_if_there(provider, ref)
         if machine is None or machine.state == MachineState.TERMINATED:
             out.record(
                 "instance.deleted",
@@ -339,30 +307,12 @@ def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Tim
                 ssh_host=None,
             )
         else:
-            _terminate(provider, ref)  # a stopped machine needs it again on some clouds
+            terminate_if_there(provider, ref)  # a stopped machine needs it again on some clouds
             out.record(next_check_at=utcnow() + timing.poll)
     except ProviderError as error:
         # Whatever the error, a machine that may exist is tried again, never forgotten: a
         # failure a person must fix (credentials) is said on the instance, retried slowly.
-        _back_off(snap, out, timing, error, needs_a_person=disposition(error) == Disposition.FAIL)
-
-
-def _terminate(provider: Provider, ref: ProviderRef) -> None:
-    """Terminate; a machine that is already gone (NotFound) is a delete that is done."""
-    try:
-        provider.terminate(ref)
-    except ProviderError as error:
-        if disposition(error) != Disposition.GONE:
-            raise
-
-
-def _describe(provider: Provider, ref: ProviderRef) -> Machine | None:
-    try:
-        return provider.describe(ref)
-    except ProviderError as error:
-        if disposition(error) == Disposition.GONE:
-            return None
-        raise
+        back_off(snap, out, timing, error, needs_a_person=disposition(error) == Disposition.FAIL)
 
 
 def _machines_of_current_attempt(snap: Snapshot, provider_for: ProviderFor) -> list[Machine]:
@@ -375,73 +325,3 @@ def _machines_of_current_attempt(snap: Snapshot, provider_for: ProviderFor) -> l
         for machine in provider.list_owned([placement["region"]])
         if machine.tags.get(TAG_INSTANCE_ID) == snap.id and machine.state != MachineState.TERMINATED
     ]
-
-
-def _next_placement(
-    snap: Snapshot, out: Recorder, error: ProviderError, where: dict[str, Any], reason: str
-) -> None:
-    out.record(
-        "instance.attempt_failed",
-        {"attempt": snap.attempt + 1, **where, "code": error.code, "reason": reason},
-        attempt=snap.attempt + 1,
-        transient_failures=0,
-        next_check_at=None,
-    )
-
-
-def _transient(
-    snap: Snapshot, out: Recorder, timing: Timing, error: ProviderError, where: dict[str, Any]
-) -> None:
-    """A create that may succeed if asked again: a few tries here, then the next placement."""
-    failures = snap.transient_failures + 1
-    if failures > MAX_TRANSIENT_RETRIES:
-        _next_placement(snap, out, error, where, f"{error.message} ({failures} tries)")
-        return
-    out.record(
-        "instance.provider_error",
-        {"attempt": snap.attempt + 1, **where, "code": error.code, "reason": error.message},
-        transient_failures=failures,
-        next_check_at=utcnow() + _delay(timing, failures),
-    )
-
-
-def _back_off(
-    snap: Snapshot,
-    out: Recorder,
-    timing: Timing,
-    error: ProviderError,
-    *,
-    needs_a_person: bool = False,
-) -> None:
-    """The same call later, each wait twice the last up to MAX_BACKOFF; the event (and, when a
-    person must act, the instance's reason) on the first failure of a run only, not every try."""
-    failures = snap.transient_failures + 1
-    details = {"code": error.code, "reason": error.message, "tries": failures}
-    reason = {"status_reason": f"cannot delete yet: {error.message}"} if needs_a_person else {}
-    out.record(
-        "instance.provider_error" if failures == 1 else None,
-        details,
-        transient_failures=failures,
-        next_check_at=utcnow() + (MAX_BACKOFF if needs_a_person else _delay(timing, failures)),
-        **reason,
-    )
-
-
-def _delay(timing: Timing, failures: int) -> timedelta:
-    delay: timedelta = timing.backoff * (2 ** min(failures - 1, 16))
-    return min(delay, MAX_BACKOFF)
-
-
-def _lost(out: Recorder, ref: ProviderRef) -> None:
-    out.record(
-        "instance.lost",
-        {"machine": ref.id},
-        status=S.FAILED,
-        status_reason="the machine was terminated outside brev (or reclaimed, if spot)",
-    )
-
-
-def _fail(out: Recorder, snap: Snapshot, error: ProviderError) -> None:
-    out.record(
-        "instance.failed", {"reason": error.message}, status=S.FAILED, status_reason=error.message
-    )

@@ -106,6 +106,10 @@ def _mark_alive(
     instance.idle_since = _idle_since(instance, newest)
     instance.last_heartbeat_at = utcnow()
     instance.report_interval_seconds = interval_s
+    if instance.status == api.InstanceStatus.STARTING and instance.node_id is None:
+        # A booting machine's agent is here: it is reachable, so the reconciler calls it
+        # running at its next pass rather than at its next poll.
+        instance.next_check_at = utcnow()
     if instance.health == api.Health.UNHEALTHY:
         events.about_instance(session, instance, "instance.healthy", {"reason": "reports resumed"})
     instance.health = api.Health.HEALTHY

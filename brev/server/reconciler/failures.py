@@ -1,0 +1,113 @@
+"""What a step records after a provider error, by its disposition (providers/base.py): the
+next placement, a retry after a back-off, a failure, or a machine that is gone. One policy for
+create, converge and delete; a delete is never given up (the machine may still cost money)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from brev.api import InstanceStatus as S
+from brev.providers.base import (
+    Disposition,
+    Machine,
+    Provider,
+    ProviderError,
+    ProviderRef,
+    disposition,
+)
+from brev.server.db.models import utcnow
+from brev.server.reconciler.snapshot import Recorder, Snapshot, Timing
+
+# Transient errors (throttling, 5xx) retried on the same placement before moving on.
+MAX_TRANSIENT_RETRIES = 3
+# A machine that exists is never given up on (it costs money): its retries back off to this.
+MAX_BACKOFF = timedelta(minutes=5)
+
+
+def terminate_if_there(provider: Provider, ref: ProviderRef) -> None:
+    """Terminate; a machine that is already gone (NotFound) is a delete that is done."""
+    try:
+        provider.terminate(ref)
+    except ProviderError as error:
+        if disposition(error) != Disposition.GONE:
+            raise
+
+
+def describe_if_there(provider: Provider, ref: ProviderRef) -> Machine | None:
+    try:
+        return provider.describe(ref)
+    except ProviderError as error:
+        if disposition(error) == Disposition.GONE:
+            return None
+        raise
+
+
+def next_placement(
+    snap: Snapshot, out: Recorder, error: ProviderError, where: dict[str, Any], reason: str
+) -> None:
+    out.record(
+        "instance.attempt_failed",
+        {"attempt": snap.attempt + 1, **where, "code": error.code, "reason": reason},
+        attempt=snap.attempt + 1,
+        transient_failures=0,
+        next_check_at=None,
+    )
+
+
+def transient(
+    snap: Snapshot, out: Recorder, timing: Timing, error: ProviderError, where: dict[str, Any]
+) -> None:
+    """A create that may succeed if asked again: a few tries here, then the next placement."""
+    failures = snap.transient_failures + 1
+    if failures > MAX_TRANSIENT_RETRIES:
+        next_placement(snap, out, error, where, f"{error.message} ({failures} tries)")
+        return
+    out.record(
+        "instance.provider_error",
+        {"attempt": snap.attempt + 1, **where, "code": error.code, "reason": error.message},
+        transient_failures=failures,
+        next_check_at=utcnow() + _delay(timing, failures),
+    )
+
+
+def back_off(
+    snap: Snapshot,
+    out: Recorder,
+    timing: Timing,
+    error: ProviderError,
+    *,
+    needs_a_person: bool = False,
+) -> None:
+    """The same call later, each wait twice the last up to MAX_BACKOFF; the event (and, when a
+    person must act, the instance's reason) on the first failure of a run only, not every try."""
+    failures = snap.transient_failures + 1
+    details = {"code": error.code, "reason": error.message, "tries": failures}
+    reason = {"status_reason": f"cannot delete yet: {error.message}"} if needs_a_person else {}
+    out.record(
+        "instance.provider_error" if failures == 1 else None,
+        details,
+        transient_failures=failures,
+        next_check_at=utcnow() + (MAX_BACKOFF if needs_a_person else _delay(timing, failures)),
+        **reason,
+    )
+
+
+def _delay(timing: Timing, failures: int) -> timedelta:
+    delay: timedelta = timing.backoff * (2 ** min(failures - 1, 16))
+    return min(delay, MAX_BACKOFF)
+
+
+def lost(out: Recorder, ref: ProviderRef) -> None:
+    out.record(
+        "instance.lost",
+        {"machine": ref.id},
+        status=S.FAILED,
+        status_reason="the machine was terminated outside brev (or reclaimed, if spot)",
+    )
+
+
+def fail(out: Recorder, snap: Snapshot, error: ProviderError) -> None:
+    out.record(
+        "instance.failed", {"reason": error.message}, status=S.FAILED, status_reason=error.message
+    )
