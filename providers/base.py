@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 TAG_INSTANCE_ID = "brev-instance-id"
 TAG_ORG = "brev-org"
@@ -95,6 +95,9 @@ class Machine:
     private_ip: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     launched_at: datetime | None = None
+    # A create still in flight at the provider (GCP's insert operation): the reconciler keeps
+    # this handle and asks `operation_done` at later steps instead of holding a worker.
+    operation: str | None = None
 
 
 class ProviderError(Exception):
@@ -213,6 +216,17 @@ class Provider(Protocol):
 
     def list_owned(self, regions: Iterable[str]) -> Iterable[Machine]:
         """Every machine in these regions carrying TAG_MANAGED, whatever its org."""
+        ...
+
+
+@runtime_checkable
+class LongOperations(Protocol):
+    """What a provider whose `create` may return before the machine exists also implements
+    (Machine.operation set): the reconciler polls it at its next steps."""
+
+    def operation_done(self, ref: ProviderRef, operation: str) -> bool:
+        """True when the operation ended well, False while it runs; its typed error (a
+        ProviderError) when it failed."""
         ...
 
 

@@ -193,18 +193,48 @@ class GcpProvider:
             instance_resource=_instance_resource(spec, placement, zone, name),
             request_id=request_id(idempotency_key, zone),
         )
+        ref = ProviderRef("gcp", region_of(zone), zone, name)
         try:
             with _translated(action):
                 operation = clients.instances.insert_unary(request=request, **_NO_RETRY)
-            self._wait(operation, zone, action)
         except _AlreadyExists:
-            pass  # a retry after a crash found our name taken: the label check below decides
-        machine = self.describe(ProviderRef("gcp", region_of(zone), zone, name))
-        if machine is None:
-            raise Transient(f"{action}: instance {name} was gone right after its creation")
-        if machine.tags.get(TAG_INSTANCE_ID) != label_value(spec.instance_id):
-            raise InvalidRequest(f"{action}: {name} exists and belongs to another instance")
-        return machine
+            # A retry after a crash found our name taken: the label says whose it is.
+            machine = self.describe(ref)
+            if machine is None:
+                raise Transient(
+                    f"{action}: instance {name} was gone right after its creation"
+                ) from None
+            if machine.tags.get(TAG_INSTANCE_ID) != label_value(spec.instance_id):
+                raise InvalidRequest(
+                    f"{action}: {name} exists and belongs to another instance"
+                ) from None
+            return machine
+        # The insert runs for tens of seconds: its handle goes back now, not its outcome.
+        return Machine(
+            ref=ref,
+            state=MachineState.PENDING,
+            instance_type=placement.instance_type,
+            tags={TAG_INSTANCE_ID: label_value(spec.instance_id)},
+            # The handle: the operation's name, and the machine type for its messages.
+            operation=f"{operation.name} {placement.instance_type}",
+        )
+
+    def operation_done(self, ref: ProviderRef, operation: str) -> bool:
+        """Whether the insert (or another zone operation) on `ref` ended; its error if failed."""
+        from google.cloud import compute_v1
+
+        zone = _zone(ref)
+        name, _, machine_type = operation.partition(" ")
+        action = f"create {machine_type or ref.id} in {zone}"
+        with _translated(action):
+            answer = self._get_clients().operations.get(
+                project=self.project, zone=zone, operation=name, **_NO_RETRY
+            )
+        if answer.status != compute_v1.Operation.Status.DONE:
+            return False
+        if answer.error.errors:
+            raise _operation_error(answer, action, zone)
+        return True
 
     def describe(self, ref: ProviderRef) -> Machine | None:
         instances = self._get_clients().instances

@@ -115,9 +115,11 @@ def test_a_stockout_in_the_first_zone_fails_over_to_the_next(
     assert instance.status == "running"
     assert instance.attempt == 1
     assert instance.zone == second.zone and instance.instance_type == second.instance_type
+    # The insert's answer is its operation: the stockout comes from asking about it later.
     assert _actions(instance) == [
         "instance.create",
         "instance.attempt",
+        "instance.provisioned",
         "instance.attempt_failed",
         "instance.attempt",
         "instance.provisioned",
@@ -133,6 +135,36 @@ def test_a_stockout_in_the_first_zone_fails_over_to_the_next(
     assert [b["machineType"].split("/")[1] for b in _inserts(fake)] == [first.zone, second.zone]
     assert {zone for zone, _ in fake.instances} == {second.zone}
     assert _statuses(fake) == {instance_name(instance.id): "RUNNING"}
+
+
+def test_no_worker_waits_out_an_insert_its_operation_is_asked_about_later(
+    plane: Plane, gcp_org: BrevClient, fake: FakeCompute
+) -> None:
+    fake.operation_polls = 3
+    created = gcp_org.create_instance(A100)
+    plane.reconciler.run_once()  # the attempt and the insert: one short step
+    instance = gcp_org.instance(created.name)
+    assert instance.status == "starting" and instance.provider_ref is not None
+    assert not [r for r in fake.requests if r.path.endswith("/wait")]
+    plane.settle()
+    assert gcp_org.instance(created.name).status == "running"
+    asked = [r for r in fake.requests if "/operations/" in r.path and r.method == "GET"]
+    assert len(asked) == 4  # three RUNNING answers, then DONE: one per step, none waited on
+
+
+def test_a_delete_during_the_insert_waits_for_it_and_leaves_nothing(
+    plane: Plane, gcp_org: BrevClient, fake: FakeCompute
+) -> None:
+    fake.operation_polls = 4
+    created = gcp_org.create_instance(A100)
+    plane.reconciler.run_once()
+    gcp_org.delete_instance(created.name)
+    plane.reconciler.run_once()  # the insert still runs: no terminate yet
+    assert not [r for r in fake.requests if r.method == "DELETE"]
+    plane.settle()
+    assert gcp_org.instances() == []
+    assert [r for r in fake.requests if r.method == "DELETE"]
+    assert _statuses(fake) == {}
 
 
 def test_the_failed_attempt_names_the_gcp_code_when_the_message_does_not(

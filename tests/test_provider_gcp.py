@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -17,6 +18,7 @@ from brev.providers.base import (
     CredentialsError,
     InstanceSpec,
     InvalidRequest,
+    Machine,
     MachineState,
     NoCapacity,
     NotFound,
@@ -48,6 +50,20 @@ def fake() -> Iterator[FakeCompute]:
 def provider(fake: FakeCompute) -> GcpProvider:
     config = {"project": fake.project, "endpoint_url": fake.url}
     return GcpProvider(config, operation_timeout_s=5, poll_interval_s=0.01)
+
+
+def created(provider: GcpProvider, wanted: InstanceSpec, where: Placement, key: str) -> Machine:
+    """A create as the reconciler sees it through: the insert, its operation asked about
+    until it ends (its error raised), and the machine described."""
+    machine = provider.create(wanted, where, key)
+    if machine.operation is not None:
+        deadline = time.monotonic() + 10
+        while not provider.operation_done(machine.ref, machine.operation):
+            assert time.monotonic() < deadline, "the operation never ended"
+            time.sleep(0.01)
+    described = provider.describe(machine.ref)
+    assert described is not None
+    return described
 
 
 def spec(instance_id: str | None = None, **changes: object) -> InstanceSpec:
@@ -95,7 +111,7 @@ def test_create_sends_labels_spot_metadata_and_no_accelerators_for_a2(
     fake: FakeCompute, provider: GcpProvider
 ) -> None:
     wanted = spec(ssh_public_keys=(KEY,))
-    machine = provider.create(wanted, placement(spot=True), "key-1")
+    machine = created(provider, wanted, placement(spot=True), "key-1")
 
     [request] = [r for r in fake.requests if r.method == "POST" and r.path.endswith("/instances")]
     body = request.body or {}
@@ -134,7 +150,7 @@ def test_n1_gets_explicit_accelerators_and_the_given_script_and_image(
     fake: FakeCompute, provider: GcpProvider
 ) -> None:
     wanted = spec(startup_script="echo hi", image="projects/p/global/images/family/mine")
-    provider.create(wanted, placement("n1-standard-8", gpu_model="T4", gpu_count=2), "k")
+    created(provider, wanted, placement("n1-standard-8", gpu_model="T4", gpu_count=2), "k")
 
     [body] = fake.bodies("POST", "/instances")
     assert body["guestAccelerators"] == [
@@ -150,8 +166,8 @@ def test_n1_gets_explicit_accelerators_and_the_given_script_and_image(
 
 def test_the_same_key_twice_makes_one_instance(fake: FakeCompute, provider: GcpProvider) -> None:
     wanted = spec()
-    first = provider.create(wanted, placement(), "same-key")
-    second = provider.create(wanted, placement(), "same-key")
+    first = created(provider, wanted, placement(), "same-key")
+    second = created(provider, wanted, placement(), "same-key")
 
     assert first == second
     assert len(fake.instances) == 1
@@ -163,8 +179,8 @@ def test_a_new_key_after_a_crash_adopts_our_instance(
     fake: FakeCompute, provider: GcpProvider
 ) -> None:
     wanted = spec()
-    first = provider.create(wanted, placement(), "attempt-1")
-    again = provider.create(wanted, placement(), "attempt-2")  # insert answers 409
+    first = created(provider, wanted, placement(), "attempt-1")
+    again = created(provider, wanted, placement(), "attempt-2")  # insert answers 409
 
     assert again.ref == first.ref
     assert len(fake.instances) == 1
@@ -177,7 +193,7 @@ def test_a_name_taken_by_another_instance_is_refused(
     fake.add_instance(ZONE, instance_name(wanted.instance_id), {TAG_INSTANCE_ID: "someone-else"})
 
     with pytest.raises(InvalidRequest, match="belongs to another instance"):
-        provider.create(wanted, placement(), "k")
+        created(provider, wanted, placement(), "k")
 
 
 @pytest.mark.parametrize(
@@ -190,7 +206,7 @@ def test_no_capacity_in_a_zone(fake: FakeCompute, provider: GcpProvider, code: s
     wanted = spec()
 
     with pytest.raises(NoCapacity) as caught:
-        provider.create(wanted, placement(), "k")
+        created(provider, wanted, placement(), "k")
 
     assert caught.value.code == code
     assert caught.value.message == (
@@ -198,7 +214,7 @@ def test_no_capacity_in_a_zone(fake: FakeCompute, provider: GcpProvider, code: s
     )
     assert fake.instances == {}
     # The next placement, same key: another zone is another request.
-    machine = provider.create(wanted, placement(zone="us-central1-b"), "k")
+    machine = created(provider, wanted, placement(zone="us-central1-b"), "k")
     assert machine.ref.zone == "us-central1-b"
 
 
@@ -210,7 +226,7 @@ def test_an_accelerator_missing_from_the_zone_is_no_capacity(
     fake.fail_next_insert(ZONE, "RESOURCE_NOT_FOUND", http_status=404, message=text)
 
     with pytest.raises(NoCapacity, match="acceleratorTypes"):
-        provider.create(spec(), placement("n1-standard-4", gpu_model="T4"), "k")
+        created(provider, spec(), placement("n1-standard-4", gpu_model="T4"), "k")
 
 
 def test_quota(fake: FakeCompute, provider: GcpProvider) -> None:
@@ -218,7 +234,7 @@ def test_quota(fake: FakeCompute, provider: GcpProvider) -> None:
     fake.fail_next_insert(ZONE, "QUOTA_EXCEEDED", http_status=403, message=text)
 
     with pytest.raises(QuotaExceeded, match="NVIDIA_A100_GPUS") as caught:
-        provider.create(spec(), placement(), "k")
+        created(provider, spec(), placement(), "k")
     assert caught.value.code == "QUOTA_EXCEEDED"
 
 
@@ -226,13 +242,13 @@ def test_a_quota_refused_at_once_is_quota(fake: FakeCompute, provider: GcpProvid
     fake.fail_next(403, reason="quotaExceeded", message="Quota 'CPUS' exceeded", method="POST")
 
     with pytest.raises(QuotaExceeded, match="CPUS"):
-        provider.create(spec(), placement(), "k")
+        created(provider, spec(), placement(), "k")
 
 
 def test_forbidden_is_a_credentials_error(fake: FakeCompute, provider: GcpProvider) -> None:
     fake.fail_next(403, reason="forbidden", message="Required 'compute.instances.create'")
     with pytest.raises(CredentialsError, match=r"compute\.instances\.create"):
-        provider.create(spec(), placement(), "k")
+        created(provider, spec(), placement(), "k")
 
     fake.fail_next(403, reason="forbidden", message="Required 'compute.projects.get'")
     with pytest.raises(CredentialsError, match=r"compute\.projects\.get") as caught:
@@ -246,7 +262,7 @@ def test_throttling_and_outages_are_transient(
 ) -> None:
     fake.fail_next(status, reason=reason, method="POST")
     with pytest.raises(Transient) as caught:
-        provider.create(spec(), placement(), "k")
+        created(provider, spec(), placement(), "k")
     assert caught.value.retryable
 
     fake.fail_next(status, reason=reason, method="GET")
@@ -257,16 +273,16 @@ def test_throttling_and_outages_are_transient(
 def test_a_bad_request_is_invalid(fake: FakeCompute, provider: GcpProvider) -> None:
     fake.fail_next(400, reason="invalid", message="Invalid value for field 'resource.disks'")
     with pytest.raises(InvalidRequest, match=r"resource\.disks"):
-        provider.create(spec(), placement(), "k")
+        created(provider, spec(), placement(), "k")
 
 
 def test_a_placement_without_a_zone_is_invalid(provider: GcpProvider) -> None:
     with pytest.raises(InvalidRequest, match="zone"):
-        provider.create(spec(), placement(zone=None), "k")
+        created(provider, spec(), placement(zone=None), "k")
 
 
 def test_lifecycle(fake: FakeCompute, provider: GcpProvider) -> None:
-    ref = provider.create(spec(), placement(), "k").ref
+    ref = created(provider, spec(), placement(), "k").ref
 
     provider.stop(ref)
     stopped = provider.describe(ref)
@@ -282,31 +298,44 @@ def test_lifecycle(fake: FakeCompute, provider: GcpProvider) -> None:
         provider.start(ref)
 
 
-def test_operations_are_polled_until_done(fake: FakeCompute, provider: GcpProvider) -> None:
+def test_a_create_returns_its_operation_at_once_and_is_asked_about_later(
+    fake: FakeCompute, provider: GcpProvider
+) -> None:
     fake.operation_polls = 3
     machine = provider.create(spec(), placement(), "k")
-    provider.stop(machine.ref)
+    assert machine.state is MachineState.PENDING and machine.operation is not None
+    assert not [r for r in fake.requests if r.path.endswith("/wait")]  # nothing waited on
+    answers = [provider.operation_done(machine.ref, machine.operation) for _ in range(4)]
+    assert answers == [False, False, False, True]
+    gets = [r for r in fake.requests if "/operations/" in r.path and r.method == "GET"]
+    assert len(gets) == 4 and not [r for r in fake.requests if r.path.endswith("/wait")]
 
+
+def test_stop_still_waits_for_its_operation(fake: FakeCompute, provider: GcpProvider) -> None:
+    machine = created(provider, spec(), placement(), "k")
+    fake.operation_polls = 3
+    provider.stop(machine.ref)
     waits = [r for r in fake.requests if r.path.endswith("/wait")]
-    assert len(waits) == 2 * 4  # three RUNNING answers, then DONE, for each operation
+    assert len(waits) == 4  # three RUNNING answers, then DONE
     assert all(r.path.startswith("/compute/v1/projects/test-project/zones/") for r in waits)
 
 
-def test_an_operation_that_never_ends_is_transient(fake: FakeCompute) -> None:
+def test_a_stop_whose_operation_never_ends_is_transient(fake: FakeCompute) -> None:
     config = {"project": fake.project, "endpoint_url": fake.url}
     provider = GcpProvider(config, operation_timeout_s=0.2, poll_interval_s=0.05)
+    machine = created(provider, spec(), placement(), "k")
     fake.operation_polls = 1_000
 
     with pytest.raises(Transient, match="still running"):
-        provider.create(spec(), placement(), "k")
+        provider.stop(machine.ref)
 
 
 def test_list_owned_finds_only_labelled_instances_in_the_regions(
     fake: FakeCompute, provider: GcpProvider
 ) -> None:
-    here = provider.create(spec(), placement(), "a")
-    there = provider.create(spec(), placement(zone="europe-west4-b"), "b")
-    also = provider.create(spec(org="Other"), placement(zone="us-central1-c"), "c")
+    here = created(provider, spec(), placement(), "a")
+    there = created(provider, spec(), placement(zone="europe-west4-b"), "b")
+    also = created(provider, spec(org="Other"), placement(zone="us-central1-c"), "c")
     fake.add_instance(ZONE, "someone-elses", {"team": "ml"})
     fake.add_instance(ZONE, "unmanaged", {TAG_MANAGED: "false"})
     fake.page_size = 1  # the pager must follow nextPageToken

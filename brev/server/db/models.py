@@ -301,6 +301,9 @@ class Instance(Base):
     price_per_hour: Mapped[float | None] = mapped_column(Float)
     node_id: Mapped[str | None] = mapped_column(ForeignKey("nodes.id"), index=True)
     provider_ref: Mapped[str | None] = mapped_column(String(255), doc="the provider's own id")
+    provider_operation: Mapped[str | None] = mapped_column(
+        String(255), doc="a create in flight at the provider: its handle, polled"
+    )
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True, default=new_id)
     autostop_idle_seconds: Mapped[int | None]
     expires_at: Mapped[datetime | None] = mapped_column(doc="TTL: deleted at this time")

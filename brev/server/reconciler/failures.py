@@ -43,8 +43,25 @@ def describe_if_there(provider: Provider, ref: ProviderRef) -> Machine | None:
         raise
 
 
+# A create that failed after its machine was recorded (its operation ended in an error): the
+# row goes back to provisioning, with no machine.
+NO_MACHINE: dict[str, Any] = {
+    "status": S.PROVISIONING,
+    "provider_ref": None,
+    "provider_operation": None,
+    "ssh_host": None,
+    "boot_started_at": None,
+    "boot_deadline_at": None,
+}
+
+
 def next_placement(
-    snap: Snapshot, out: Recorder, error: ProviderError, where: dict[str, Any], reason: str
+    snap: Snapshot,
+    out: Recorder,
+    error: ProviderError,
+    where: dict[str, Any],
+    reason: str,
+    **also: Any,
 ) -> None:
     out.record(
         "instance.attempt_failed",
@@ -52,23 +69,44 @@ def next_placement(
         attempt=snap.attempt + 1,
         transient_failures=0,
         next_check_at=None,
+        **also,
     )
 
 
 def transient(
-    snap: Snapshot, out: Recorder, timing: Timing, error: ProviderError, where: dict[str, Any]
+    snap: Snapshot,
+    out: Recorder,
+    timing: Timing,
+    error: ProviderError,
+    where: dict[str, Any],
+    **also: Any,
 ) -> None:
     """A create that may succeed if asked again: a few tries here, then the next placement."""
     failures = snap.transient_failures + 1
     if failures > MAX_TRANSIENT_RETRIES:
-        next_placement(snap, out, error, where, f"{error.message} ({failures} tries)")
+        next_placement(snap, out, error, where, f"{error.message} ({failures} tries)", **also)
         return
     out.record(
         "instance.provider_error",
         {"attempt": snap.attempt + 1, **where, "code": error.code, "reason": error.message},
         transient_failures=failures,
         next_check_at=utcnow() + _delay(timing, failures),
+        **also,
     )
+
+
+def create_failed(
+    snap: Snapshot, out: Recorder, timing: Timing, error: ProviderError, where: dict[str, Any]
+) -> None:
+    """A create's operation ended in `error` after its handle was recorded: as a create's
+    own error would, with the row back to provisioning and no machine."""
+    kind = disposition(error)
+    if kind == Disposition.NEXT_PLACEMENT:
+        next_placement(snap, out, error, where, error.message, **NO_MACHINE)
+    elif kind == Disposition.RETRY:
+        transient(snap, out, timing, error, where, **NO_MACHINE)
+    else:
+        fail(out, snap, error)
 
 
 def back_off(

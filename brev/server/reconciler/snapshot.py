@@ -47,6 +47,7 @@ class Snapshot:
     boot_deadline_at: datetime | None = None
     last_heartbeat_at: datetime | None = None
     ssh_port: int | None = None
+    provider_operation: str | None = None
 
     @classmethod
     def of(
@@ -76,6 +77,7 @@ class Snapshot:
             boot_deadline_at=row.boot_deadline_at,
             last_heartbeat_at=row.last_heartbeat_at,
             ssh_port=row.ssh_port,
+            provider_operation=row.provider_operation,
         )
 
     @property

@@ -18,6 +18,7 @@ from brev.providers.base import (
     TAG_INSTANCE_ID,
     Disposition,
     InstanceSpec,
+    LongOperations,
     Machine,
     MachineState,
     Placement,
@@ -29,6 +30,7 @@ from brev.providers.base import (
 from brev.server.db.models import utcnow
 from brev.server.reconciler.failures import (
     back_off,
+    create_failed,
     describe_if_there,
     fail,
     lost,
@@ -128,6 +130,7 @@ def provision(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: 
         provider_ref=machine.ref.id,
         zone=machine.ref.zone or placement["zone"],
         ssh_host=machine.public_ip,
+        provider_operation=machine.operation,
         transient_failures=0,
         boot_started_at=utcnow(),
         boot_deadline_at=utcnow() + timing.boot.timeout,
@@ -141,6 +144,8 @@ def converge(
     """A machine exists: move it toward running or stopped."""
     try:
         provider = provider_for(ref.provider)
+        if snap.provider_operation is not None and not _created(snap, ref, provider, out, timing):
+            return
         machine = provider.describe(ref)
         if machine is None or machine.state == MachineState.TERMINATED:
             lost(out, ref)
@@ -166,6 +171,32 @@ def converge(
             lost(out, ref)
         else:
             fail(out, snap, error)
+
+
+def _created(
+    snap: Snapshot, ref: ProviderRef, provider: Provider, out: Recorder, timing: Timing
+) -> bool:
+    """A create still in flight at the provider: True once it ended well (its handle is
+    dropped and the machine is looked at); False while it runs or once its failure is
+    recorded. Asking is one short call: no worker waits out the operation."""
+    assert snap.provider_operation is not None
+    try:
+        done = operation_done(provider, ref, snap.provider_operation)
+    except ProviderError as error:
+        create_failed(snap, out, timing, error, _where(snap))
+        return False
+    if not done:
+        out.record(next_check_at=utcnow() + timing.poll)
+        return False
+    out.record(provider_operation=None)
+    return True
+
+
+def _where(snap: Snapshot) -> dict[str, Any]:
+    if snap.attempt >= len(snap.plan):
+        return {"provider": snap.provider, "region": snap.region, "zone": snap.zone}
+    placement = snap.plan[snap.attempt]
+    return {k: placement[k] for k in ("provider", "instance_type", "region", "zone")}
 
 
 def _toward_desired(
@@ -287,6 +318,10 @@ def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Tim
         return
     try:
         provider = provider_for(ref.provider)
+        if snap.provider_operation is not None and _still_creating(snap, ref, provider):
+            # A terminate now could precede the machine, which would then live on unowned.
+            out.record(next_check_at=utcnow() + timing.poll)
+            return
         if snap.status != S.DELETING:
             terminate_if_there(provider, ref)
             fault("crash-after-terminate")
@@ -294,6 +329,7 @@ def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Tim
                 "instance.deleting",
                 {"machine": ref.id},
                 status=S.DELETING,
+                provider_operation=None,
                 next_check_at=utcnow() + timing.poll,
             )
             return
@@ -313,6 +349,24 @@ def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Tim
         # Whatever the error, a machine that may exist is tried again, never forgotten: a
         # failure a person must fix (credentials) is said on the instance, retried slowly.
         back_off(snap, out, timing, error, needs_a_person=disposition(error) == Disposition.FAIL)
+
+
+def _still_creating(snap: Snapshot, ref: ProviderRef, provider: Provider) -> bool:
+    """Whether the create is still running. An operation that failed, or that cannot be asked
+    about now, is not: the terminate that follows settles it either way (a machine that is
+    not there is a delete done; one not ready yet refuses, and the delete is tried again)."""
+    assert snap.provider_operation is not None
+    try:
+        return not operation_done(provider, ref, snap.provider_operation)
+    except ProviderError:
+        return False
+
+
+def operation_done(provider: Provider, ref: ProviderRef, operation: str) -> bool:
+    """The provider's answer about a create it returned as in flight (LongOperations)."""
+    if not isinstance(provider, LongOperations):
+        return True  # a provider that hands out no operations has none running
+    return provider.operation_done(ref, operation)
 
 
 def _machines_of_current_attempt(snap: Snapshot, provider_for: ProviderFor) -> list[Machine]:
