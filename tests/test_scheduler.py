@@ -20,6 +20,7 @@ from brev.client import BrevClient, Conflict, InvalidRequest
 from brev.server.db.models import GpuAllocation, Instance, Node, utcnow
 from brev.server.reconciler.autostop import stop_idle_instances
 from brev.server.reconciler.health import forget_abandoned_installs, mark_silent_instances
+from brev.server.services import placements
 from tests.conftest import Plane, start_server, stop_server
 
 H200_MIB = 143771.0
@@ -425,3 +426,25 @@ def test_a_removed_node_gives_no_gpu(
         session.flush()
         with pytest.raises(scheduler.NoCapacity, match="was removed"):
             scheduler.allocate(session, instance, node, "H200", 1)
+
+
+def test_a_node_placement_names_its_node_not_an_instance_type(
+    plane: Plane, admin: BrevClient, two_nodes: tuple[FakeNode, FakeNode]
+) -> None:
+    offers = [o for o in admin.offers("h200") if o.provider == "local"]
+    assert offers and {o.node for o in offers} == {"spark-a", "spark-b"}
+    # A plan stored before placements had `node` is read as naming the node in instance_type.
+    old = {
+        "provider": "local",
+        "instance_type": "spark-a",
+        "region": "local",
+        "zone": None,
+        "spot": False,
+        "gpu_model": "H200",
+        "gpu_count": 1,
+        "price_per_hour": 0.0,
+    }
+    [placement] = placements.parse_plan([old])
+    assert placement.node == "spark-a"
+    cloud = {**old, "provider": "aws", "instance_type": "p5.48xlarge", "region": "us-east-1"}
+    assert placements.parse_plan([cloud])[0].node is None

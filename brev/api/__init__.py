@@ -244,6 +244,7 @@ class Offer(_Model):
     zones: list[str] = Field(description="zones with this type; empty where zones do not apply")
     price_per_hour: float | None = Field(description="on-demand USD per hour; null: not sold")
     spot_price_per_hour: float | None = Field(description="lowest spot USD per hour; null: none")
+    node: str | None = Field(None, description="a registered node's name: the offer is its GPUs")
 
 
 class CatalogSkip(_Model):
@@ -310,7 +311,9 @@ class Lease(_Model):
 
 
 class Placement(_Model):
-    """One place the plane will try: an instance type in a region (and zone)."""
+    """One place the plane will try: an instance type in a region (and zone), or GPUs of a
+    registered node (provider "local", `node` its name). The one shape from the plan to the
+    provider: brev.server.services.placements converts and applies it."""
 
     provider: str
     instance_type: str
@@ -320,6 +323,7 @@ class Placement(_Model):
     gpu_model: str | None
     gpu_count: Count
     price_per_hour: float | None
+    node: str | None = Field(None, description="the registered node this placement is on")
 
 
 class InstancePlan(_Model):

@@ -49,6 +49,7 @@ class CatalogOffer:
     zones: tuple[str, ...]
     price_per_hour: float | None  # on-demand; None: not sold on demand
     spot_price_per_hour: float | None  # the lowest over the region's zones; None: no spot
+    node: str | None = None  # a registered node's GPUs (provider "local"): the node's name
 
     def price(self, spot: bool) -> float | None:
         return self.spot_price_per_hour if spot else self.price_per_hour

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from brev import api
 from brev.api import InstanceStatus as S
 from brev.providers.base import Provider, ProviderRef
 from brev.server.db.models import Instance
 from brev.server.reconciler.boot import BootCheck
+from brev.server.services import placements
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class Snapshot:
     provider_ref: str | None
     region: str | None
     zone: str | None
-    plan: list[dict[str, Any]]
+    plan: tuple[api.Placement, ...]
     attempt: int
     transient_failures: int
     idempotency_key: str
@@ -65,7 +67,7 @@ class Snapshot:
             provider_ref=row.provider_ref,
             region=row.region,
             zone=row.zone,
-            plan=list(row.plan),
+            plan=placements.parse_plan(row.plan),
             attempt=row.attempt,
             transient_failures=row.transient_failures,
             idempotency_key=row.idempotency_key,

@@ -21,7 +21,6 @@ from brev.providers.base import (
     LongOperations,
     Machine,
     MachineState,
-    Placement,
     Provider,
     ProviderError,
     ProviderRef,
@@ -39,6 +38,7 @@ from brev.server.reconciler.failures import (
     transient,
 )
 from brev.server.reconciler.snapshot import ProviderFor, Recorder, Snapshot, Timing
+from brev.server.services import placements
 
 
 def fault(point: str) -> None:
@@ -74,7 +74,7 @@ def provision(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: 
         )
         return
     placement = snap.plan[snap.attempt]
-    where = {k: placement[k] for k in ("provider", "instance_type", "region", "zone")}
+    where = placements.where(placement)
     if snap.status == S.PENDING or snap.transient_failures == 0:
         # Committed before the call: after a crash, the next step repeats this attempt with the
         # same idempotency key and so finds the machine instead of making a second one.
@@ -82,13 +82,7 @@ def provision(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: 
             "instance.attempt",
             {"attempt": snap.attempt + 1, **where},
             status=S.PROVISIONING,
-            provider=placement["provider"],
-            region=placement["region"],
-            zone=placement["zone"],
-            instance_type=placement["instance_type"],
-            gpu_model=placement["gpu_model"],
-            gpu_count=int(placement["gpu_count"]),
-            price_per_hour=placement["price_per_hour"],
+            **placements.columns(placement),
         )
     spec = InstanceSpec(
         instance_id=snap.id,
@@ -100,18 +94,9 @@ def provision(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: 
         startup_script=snap.startup_script,
         boot_script=snap.boot_script,
     )
-    target = Placement(
-        instance_type=placement["instance_type"],
-        region=placement["region"],
-        zone=placement["zone"],
-        spot=placement["spot"],
-        gpu_model=placement["gpu_model"],
-        gpu_count=int(placement["gpu_count"]),
-        price_per_hour=placement["price_per_hour"],
-    )
     try:
-        machine = provider_for(placement["provider"]).create(
-            spec, target, f"{snap.idempotency_key}-{snap.attempt}"
+        machine = provider_for(placement.provider).create(
+            spec, placements.for_provider(placement), f"{snap.idempotency_key}-{snap.attempt}"
         )
     except ProviderError as error:
         kind = disposition(error)
@@ -128,7 +113,7 @@ def provision(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: 
         {"attempt": snap.attempt + 1, **where, "machine": machine.ref.id},
         status=S.STARTING,
         provider_ref=machine.ref.id,
-        zone=machine.ref.zone or placement["zone"],
+        zone=machine.ref.zone or placement.zone,
         ssh_host=machine.public_ip,
         provider_operation=machine.operation,
         transient_failures=0,
@@ -195,8 +180,7 @@ def _created(
 def _where(snap: Snapshot) -> dict[str, Any]:
     if snap.attempt >= len(snap.plan):
         return {"provider": snap.provider, "region": snap.region, "zone": snap.zone}
-    placement = snap.plan[snap.attempt]
-    return {k: placement[k] for k in ("provider", "instance_type", "region", "zone")}
+    return placements.where(snap.plan[snap.attempt])
 
 
 def _toward_desired(
@@ -373,9 +357,9 @@ def _machines_of_current_attempt(snap: Snapshot, provider_for: ProviderFor) -> l
     if snap.status != S.PROVISIONING or snap.attempt >= len(snap.plan):
         return []
     placement = snap.plan[snap.attempt]
-    provider = provider_for(placement["provider"])
+    provider = provider_for(placement.provider)
     return [
         machine
-        for machine in provider.list_owned([placement["region"]])
+        for machine in provider.list_owned([placement.region])
         if machine.tags.get(TAG_INSTANCE_ID) == snap.id and machine.state != MachineState.TERMINATED
     ]

@@ -17,7 +17,7 @@ from brev.api import InstanceStatus as S
 from brev.providers.base import TAG_INSTANCE_ID, TAG_PLANE, Machine, Provider, ProviderError
 from brev.server.db.engine import transaction
 from brev.server.db.models import Instance, ProviderConfig
-from brev.server.services import events
+from brev.server.services import events, placements
 
 log = logging.getLogger("brev.reconciler.sweep")
 
@@ -63,7 +63,9 @@ def sweep(sessions: sessionmaker[Session], provider_for_org: ProviderForOrg, pla
 def _regions_used(session: Session, org_id: str, provider: str) -> set[str]:
     """Every region this org's instances were ever planned into on this provider."""
     plans = session.scalars(select(Instance.plan).where(Instance.org_id == org_id))
-    return {p["region"] for plan in plans for p in plan if p.get("provider") == provider}
+    return {
+        p.region for plan in plans for p in placements.parse_plan(plan) if p.provider == provider
+    }
 
 
 def _orphan_reason(sessions: sessionmaker[Session], machine: Machine) -> str | None:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from brev import api
 from brev.server.db.models import Instance, Node, User
 from brev.server.errors import NotFound
-from brev.server.services import events, run_tokens
+from brev.server.services import events, placements, run_tokens
 from brev.server.services.scope import OrgContext
 
 # `brev ls` reads every live instance of an org: selecting just the API's columns and
@@ -71,7 +71,7 @@ def get_detail(
         created_by=creator.email,
         provider_ref=instance.provider_ref,
         public_ip=instance.ssh_host,
-        plan=[api.Placement.model_validate(p) for p in instance.plan],
+        plan=list(placements.parse_plan(instance.plan)),
         events=history,
         node=session.get_one(Node, instance.node_id).name if instance.node_id else None,
     )

@@ -50,9 +50,10 @@ def node_named(session: Session, org_id: str, name: str) -> Node | None:
 def place(session: Session, instance: Instance, placement: api.Placement) -> None:
     """Allocate the placement's GPUs on its node to the (flushed) instance; NoCapacity if
     they went to someone else since the plan was made."""
-    node = node_named(session, instance.org_id, placement.instance_type)
+    name = placement.node or placement.instance_type  # plans made before `node` named it so
+    node = node_named(session, instance.org_id, name)
     if node is None:
-        raise scheduler.NoCapacity(f"node '{placement.instance_type}' was removed")
+        raise scheduler.NoCapacity(f"node '{name}' was removed")
     scheduler.allocate(session, instance, node, placement.gpu_model, int(placement.gpu_count))
     assignments_changed(session, node.id)
     instance.node_id = node.id

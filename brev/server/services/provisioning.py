@@ -19,6 +19,7 @@ from brev.server.errors import Conflict, InvalidInput
 from brev.server.services import (
     events,
     node_instances,
+    placements,
     provider_configs,
     run_tokens,
     scheduler,
@@ -53,7 +54,7 @@ def plan(session: Session, ctx: OrgContext, body: api.InstanceCreate) -> api.Ins
         catalogs.free,
     )
     if body.node:
-        offers = [o for o in offers if o.instance_type == body.node]
+        offers = [o for o in offers if o.node == body.node]
     placements: list[api.Placement] = []
     for offer in sorted(offers, key=lambda o: o.provider != scheduler.LOCAL):  # stable
         price = offer.price(body.spot)
@@ -70,6 +71,7 @@ def plan(session: Session, ctx: OrgContext, body: api.InstanceCreate) -> api.Ins
                     gpu_model=offer.gpu_model,
                     gpu_count=offer.gpu_count,
                     price_per_hour=price,
+                    node=offer.node,
                 )
             )
     if not placements:
@@ -182,23 +184,17 @@ def create(
         status=api.InstanceStatus.PENDING,
         desired_status=api.InstanceStatus.RUNNING,
         gpu_spec=None if chosen.gpu == "any" else chosen.gpu,
-        gpu_model=first.gpu_model,
-        gpu_count=int(first.gpu_count),
-        provider=first.provider,
-        region=first.region,
-        zone=first.zone,
-        instance_type=first.instance_type,
         spot=body.spot,
         disk_gb=body.disk_gb,
         image=body.image,
         startup_script=body.startup_script,
-        price_per_hour=first.price_per_hour,
-        plan=[p.model_dump(mode="json") for p in chosen.placements],
+        plan=placements.dump_plan(chosen.placements),
         autostop_idle_seconds=body.autostop_seconds,
         autostop_delete=body.autostop_delete,
         created_by_id=ctx.principal.user_id,
         created_by_token_id=ctx.principal.token_id,
     )
+    placements.apply(instance, first)
     if body.ttl_seconds is not None:
         instance.expires_at = now + timedelta(seconds=body.ttl_seconds)
     if body.run_lease_seconds is not None:
@@ -239,19 +235,15 @@ def _place_on_node(
             node_instances.place(session, instance, placement)
         except scheduler.NoCapacity:
             continue
-        instance.plan = [placement.model_dump(mode="json")]
+        instance.plan = placements.dump_plan([placement])
         return
     if not clouds:
         raise scheduler.NoCapacity(
             f"no capacity: every free {instance.gpu_spec or 'GPU'} on this org's nodes was "
             f"just taken by other creates; see `brev nodes ls`"
         )
-    first = clouds[0]
-    instance.plan = [p.model_dump(mode="json") for p in clouds]
-    instance.provider, instance.instance_type = first.provider, first.instance_type
-    instance.region, instance.zone = first.region, first.zone
-    instance.gpu_model, instance.gpu_count = first.gpu_model, int(first.gpu_count)
-    instance.price_per_hour = first.price_per_hour
+    instance.plan = placements.dump_plan(clouds)
+    placements.apply(instance, clouds[0])
 
 
 def _live_named(ctx: OrgContext, name: str) -> Select[str]:

@@ -138,6 +138,7 @@ def _node_offers(
                         zones=(),
                         price_per_hour=(node.price_per_hour or 0.0) * count,
                         spot_price_per_hour=None,
+                        node=node.name,
                     )
                 )
         offers.append(
@@ -153,6 +154,7 @@ def _node_offers(
                 zones=(),
                 price_per_hour=0.0,
                 spot_price_per_hour=None,
+                node=node.name,
             )
         )
     return offers

@@ -30,7 +30,7 @@ export function createBody(offer, { name, spot }) {
     spot: Boolean(spot),
     idempotency_key: `web-${crypto.randomUUID()}`,
   };
-  if (offer.provider === "local") body.node = offer.instance_type;
+  if (offer.node) body.node = offer.node;
   else body.region = offer.region;
   const price = spot ? offer.spot_price_per_hour : offer.price_per_hour;
   if (price) body.max_price = price;
