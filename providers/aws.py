@@ -116,7 +116,7 @@ def _retry_config() -> Any:
         retries={"total_max_attempts": 1},
         connect_timeout=10,
         read_timeout=60,
-        max_pool_connections=32,
+        max_pool_connections=64,
     )
 
 

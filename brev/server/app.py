@@ -78,6 +78,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         make_provider,
         interval=settings.reconcile_interval,
         lease=timedelta(seconds=settings.reconcile_lease),
+        workers=settings.reconcile_workers,
         timing=Timing(
             poll=timedelta(seconds=settings.reconcile_poll),
             boot=BootCheck(

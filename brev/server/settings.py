@@ -21,6 +21,9 @@ class ServerSettings:
     reconcile_interval: float = 1.0
     reconcile_poll: float = 5.0
     reconcile_lease: float = 120.0
+    # Steps wait on the provider's network (seconds each on a real cloud), not on the CPU: the
+    # pool is as wide as the creates that should run at once (bench/provision.py --variant slow).
+    reconcile_workers: int = 64
     sweep_interval: float = 300.0
     # Registered nodes: where their agents reach this plane (default: the URL `brev nodes add`
     # called), how often they report, and how long an install waits for the first report.
@@ -52,6 +55,7 @@ class ServerSettings:
             reconcile_interval=float(os.environ.get("BREV_RECONCILE_INTERVAL", "1")),
             reconcile_poll=float(os.environ.get("BREV_RECONCILE_POLL", "5")),
             reconcile_lease=float(os.environ.get("BREV_RECONCILE_LEASE", "120")),
+            reconcile_workers=int(os.environ.get("BREV_RECONCILE_WORKERS", "64")),
             sweep_interval=float(os.environ.get("BREV_SWEEP_INTERVAL", "300")),
             public_url=os.environ.get("BREV_PUBLIC_URL") or None,
             node_report_interval=float(os.environ.get("BREV_NODE_REPORT_INTERVAL", "10")),

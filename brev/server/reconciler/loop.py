@@ -41,7 +41,7 @@ class Reconciler:
         *,
         interval: float = 1.0,
         lease: timedelta = timedelta(minutes=2),
-        workers: int = 16,
+        workers: int = 64,
         timing: Timing | None = None,
         sweep_every: timedelta = timedelta(minutes=5),
         public_url: str | None = None,
