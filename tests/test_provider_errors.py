@@ -185,3 +185,22 @@ def test_deleting_a_machine_already_gone_is_a_delete_done(
     aws_org.delete_instance(name)
     plane.settle()
     assert aws_org.instances() == []
+
+
+def test_a_failure_is_one_line_naming_provider_placement_and_what_to_do(
+    plane: Plane, aws_org: BrevClient, moto_server: MotoServer
+) -> None:
+    name = aws_org.create_instance(A100).name
+    _fail(plane, aws_org, "RunInstances", "UnauthorizedOperation", times=1000)
+    plane.settle()
+    instance = aws_org.instance(name)
+    reason = instance.status_reason or ""
+    assert instance.status == "failed" and "\n" not in reason
+    first = instance.plan[0]
+    assert reason.startswith(
+        f"AWS {first.instance_type} in {first.zone}: AWS UnauthorizedOperation"
+    )
+    assert reason.endswith("fix the credentials with `brev provider add aws`, then create again")
+    [failed] = [e for e in instance.events if e.action == "instance.failed"]
+    assert failed.details["code"] == "UnauthorizedOperation"
+    assert live_machines(moto_server) == []

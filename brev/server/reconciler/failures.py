@@ -9,11 +9,15 @@ from typing import Any
 
 from brev.api import InstanceStatus as S
 from brev.providers.base import (
+    CredentialsError,
     Disposition,
+    InvalidRequest,
     Machine,
+    NotFound,
     Provider,
     ProviderError,
     ProviderRef,
+    SdkMissing,
     disposition,
 )
 from brev.server.db.models import utcnow
@@ -146,6 +150,43 @@ def lost(out: Recorder, ref: ProviderRef) -> None:
 
 
 def fail(out: Recorder, snap: Snapshot, error: ProviderError) -> None:
+    """The instance fails, saying in one line which provider and placement, what went wrong,
+    and what to do."""
+    reason = f"{_placement_text(snap)}: {error.message}{_what_to_do(snap, error)}"
     out.record(
-        "instance.failed", {"reason": error.message}, status=S.FAILED, status_reason=error.message
+        "instance.failed",
+        {"reason": reason, "code": error.code},
+        status=S.FAILED,
+        status_reason=reason,
     )
+
+
+def _placement_text(snap: Snapshot) -> str:
+    if snap.attempt < len(snap.plan) and snap.status in (S.PENDING, S.PROVISIONING):
+        p = snap.plan[snap.attempt]
+        provider, kind, where = p.provider, p.instance_type, p.zone or p.region
+    else:
+        provider, kind, where = snap.provider or "?", "", snap.zone or snap.region or ""
+    return " ".join(
+        part for part in (_display_name(provider), kind, where and f"in {where}") if part
+    )
+
+
+def _display_name(provider: str) -> str:
+    from brev.providers import registry
+
+    try:
+        return registry.info(provider).display_name
+    except registry.UnknownProvider:
+        return provider
+
+
+def _what_to_do(snap: Snapshot, error: ProviderError) -> str:
+    if isinstance(error, SdkMissing):
+        return ""  # its message says what to install
+    if isinstance(error, CredentialsError):
+        provider = snap.provider or (snap.plan[0].provider if snap.plan else "NAME")
+        return f"; fix the credentials with `brev provider add {provider}`, then create again"
+    if isinstance(error, InvalidRequest | NotFound):
+        return f"; nothing runs: change the request (`brev show {snap.name}` lists each attempt)"
+    return f"; `brev show {snap.name}` lists each attempt"
