@@ -220,6 +220,17 @@ class Provider(Protocol):
 
 
 @runtime_checkable
+class LiveCapacity(Protocol):
+    """What a provider that can say where it has capacity now also implements (Lambda Cloud):
+    the reconciler skips a placement without capacity instead of asking for it."""
+
+    def regions_with_capacity(self) -> Mapping[str, frozenset[str]]:
+        """Instance type -> the regions with capacity for it now (cached briefly: providers
+        limit their request rates)."""
+        ...
+
+
+@runtime_checkable
 class LongOperations(Protocol):
     """What a provider whose `create` may return before the machine exists also implements
     (Machine.operation set): the reconciler polls it at its next steps."""

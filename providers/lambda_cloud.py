@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -67,6 +69,7 @@ NAME_MAX = 64  # Lambda's limit on an instance's name
 TAG_VALUE_MAX = 128
 GENERATED_KEY_NAME = "brev-generated"
 CANNOT_STOP = "Lambda Cloud instances cannot be stopped, only deleted"
+CAPACITY_TTL_S = 30.0  # how long an answer of GET /instance-types counts as "now"
 
 _NAME = re.compile(rf"^{NAME_PREFIX}([0-9A-Za-z_-]+)$")
 _IMAGE_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -156,6 +159,8 @@ class LambdaProvider:
     )
 
     def __init__(self, config: Mapping[str, Any], *, timeout_s: float = 60.0) -> None:
+        self._capacity: tuple[float, dict[str, frozenset[str]]] | None = None
+        self._capacity_lock = threading.Lock()
         self._has_key = bool(config.get("api_key"))
         self._client = httpx.Client(
             base_url=str(config.get("endpoint_url") or DEFAULT_ENDPOINT),
@@ -196,12 +201,19 @@ class LambdaProvider:
         return f"Lambda Cloud account ({len(types)} instance types)"
 
     def regions_with_capacity(self) -> dict[str, frozenset[str]]:
-        """Instance type name -> the regions where Lambda has capacity for it now."""
-        types = self._call("GET", "/instance-types", "list instance types")
-        return {
-            name: frozenset(r["name"] for r in item.get("regions_with_capacity_available", []))
-            for name, item in types.items()
-        }
+        """Instance type name -> the regions where Lambda has capacity for it now; asked at
+        most every CAPACITY_TTL_S (Lambda allows about one request a second)."""
+        with self._capacity_lock:
+            cached = self._capacity
+            if cached is not None and time.monotonic() - cached[0] < CAPACITY_TTL_S:
+                return cached[1]
+            types = self._call("GET", "/instance-types", "list instance types")
+            capacity = {
+                name: frozenset(r["name"] for r in item.get("regions_with_capacity_available", []))
+                for name, item in types.items()
+            }
+            self._capacity = (time.monotonic(), capacity)
+            return capacity
 
     # -- create -------------------------------------------------------------------------
 

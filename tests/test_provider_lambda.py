@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from brev.providers import lambda_cloud
 from brev.providers.base import (
     TAG_INSTANCE_ID,
     TAG_MANAGED,
@@ -300,7 +301,9 @@ def test_list_owned_finds_brev_machines_in_the_regions(
     assert provider.list_owned(["us-south-1"]) == []
 
 
-def test_regions_with_capacity(provider: LambdaProvider, fake_lambda: FakeLambda) -> None:
+def test_regions_with_capacity(
+    provider: LambdaProvider, fake_lambda: FakeLambda, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert provider.regions_with_capacity() == {
         "gpu_1x_a10": frozenset({"us-west-1", "us-east-1"}),
         "gpu_1x_h100_pcie": frozenset({"us-east-1"}),
@@ -308,6 +311,11 @@ def test_regions_with_capacity(provider: LambdaProvider, fake_lambda: FakeLambda
     }
     fake_lambda.set_capacity("gpu_8x_a100", ["us-south-1"])
     fake_lambda.set_capacity("gpu_1x_a10", [])
+    # Within CAPACITY_TTL_S the answer is reused: Lambda allows about a request a second.
+    asked = len([r for r in fake_lambda.requests if r[1].endswith("/instance-types")])
+    assert provider.regions_with_capacity()["gpu_1x_a10"] == {"us-west-1", "us-east-1"}
+    assert len([r for r in fake_lambda.requests if r[1].endswith("/instance-types")]) == asked
+    monkeypatch.setattr(lambda_cloud, "CAPACITY_TTL_S", 0.0)
     capacity = provider.regions_with_capacity()
     assert capacity["gpu_8x_a100"] == {"us-south-1"} and capacity["gpu_1x_a10"] == frozenset()
 

@@ -18,9 +18,11 @@ from brev.providers.base import (
     TAG_INSTANCE_ID,
     Disposition,
     InstanceSpec,
+    LiveCapacity,
     LongOperations,
     Machine,
     MachineState,
+    NoCapacity,
     Provider,
     ProviderError,
     ProviderRef,
@@ -95,7 +97,14 @@ def provision(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: 
         boot_script=snap.boot_script,
     )
     try:
-        machine = provider_for(placement.provider).create(
+        provider = provider_for(placement.provider)
+        if not _has_capacity_now(provider, placement.instance_type, placement.region):
+            raise NoCapacity(
+                f"{placement.instance_type} has no capacity in {placement.region} now "
+                "(the provider's live capacity)",
+                code="no-capacity-now",
+            )
+        machine = provider.create(
             spec, placements.for_provider(placement), f"{snap.idempotency_key}-{snap.attempt}"
         )
     except ProviderError as error:
@@ -156,6 +165,17 @@ def converge(
             lost(out, ref)
         else:
             fail(out, snap, error)
+
+
+def _has_capacity_now(provider: Provider, instance_type: str, region: str) -> bool:
+    """False only when the provider says where it has capacity now and this is not there; a
+    provider that cannot say, or whose answer fails, is asked to create anyway."""
+    if not isinstance(provider, LiveCapacity):
+        return True
+    try:
+        return region in provider.regions_with_capacity().get(instance_type, frozenset())
+    except ProviderError:
+        return True
 
 
 def _created(
