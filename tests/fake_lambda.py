@@ -27,10 +27,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
+
+from tests.local_http import LocalHttpServer
 
 PREFIX = "/api/v1"
 CAPACITY = "instance-operations/launch/insufficient-capacity"
@@ -63,8 +65,10 @@ class _Fault:
     delay_s: float
 
 
-class FakeLambda:
+class FakeLambda(LocalHttpServer):
     """Start with `with FakeLambda() as fake:`; give the provider `fake.url` and `fake.api_key`."""
+
+    path_prefix = PREFIX
 
     def __init__(self, api_key: str = "secret_brevtest_0123456789abcdef.XYZsecretpart") -> None:
         self.api_key = api_key
@@ -79,24 +83,7 @@ class FakeLambda:
         self._drop_next_launch = False
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{PREFIX}"
-
-    def __enter__(self) -> FakeLambda:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__()
 
     # -- setup and faults -----------------------------------------------------------------
 

@@ -18,9 +18,11 @@ import json
 import re
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.local_http import LocalHttpServer
 
 _BASE = "/compute/v1/projects/"
 _ROUTES = [
@@ -72,7 +74,7 @@ class _HttpFault:
     path_contains: str | None
 
 
-class FakeCompute:
+class FakeCompute(LocalHttpServer):
     """Start with `with FakeCompute() as fake:`; point the client at `fake.url`."""
 
     def __init__(self, project: str = "test-project") -> None:
@@ -88,25 +90,7 @@ class FakeCompute:
         self._http_faults: list[_HttpFault] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        # A short poll interval: shutdown() waits for the loop to notice, once per test.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> FakeCompute:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__()
 
     # -- faults and setup ------------------------------------------------------------------------
 
