@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from brev.api import Assignment, Event, Name, _Model
 
+
+def _host_name_or_address(value: str) -> str:
+    """An IPv4 or IPv6 address, or a host name whose labels are 1 to 63 characters: checked
+    here because a name the resolver cannot encode ("a..b", a label of 64) raised from deep
+    inside socket.getaddrinfo (a 500) instead of saying what was wrong."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if ":" in value:
+        raise ValueError(f"{value!r} is not an IPv6 address")
+    labels = value.removesuffix(".").split(".")
+    for label in labels:
+        if not label:
+            raise ValueError("a host name has no empty labels (no '..', no leading '.')")
+        if len(label) > 63:
+            raise ValueError(f"a host name's labels are at most 63 characters ({len(label)})")
+    return value
+
+
 # These end up in users' ssh_config files: a host name, IPv4 or IPv6 address, and a login,
 # nothing that could carry a space, a quote or a newline (a directive of its own).
-Host = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Host = Annotated[
+    str,
+    Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9_.:-]+$"),
+    AfterValidator(_host_name_or_address),
+]
 Login = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._][\w.-]*$")]
 
 
