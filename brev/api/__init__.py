@@ -63,7 +63,9 @@ class Health(StrEnum):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    # Finite numbers only: PostgreSQL's JSON refuses NaN and Infinity (a 500 there, stored on
+    # SQLite), and no price, count or reading is infinite.
+    model_config = ConfigDict(from_attributes=True, allow_inf_nan=False)
 
 
 class ErrorDetail(_Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -60,12 +61,36 @@ def accept_reports(
     return api.AgentReportsAccepted(accepted=accepted, last_seq=instance.last_report_seq)
 
 
+# How deep a report may nest: brev's agent writes 4 levels (report, gpus, a GPU, its errors);
+# a report 256 deep was stored and then failed every read of the instance's page.
+MAX_REPORT_DEPTH = 16
+
+
+def _check_finite_and_shallow(report: dict[str, Any]) -> None:
+    """InvalidInput for a NaN or an infinity anywhere in the report (PostgreSQL's JSON refuses
+    them), or nesting deeper than MAX_REPORT_DEPTH."""
+    pending: list[tuple[object, int]] = [(report, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInput("reports.report", f"numbers must be finite, not {value}")
+        children: list[object] = []
+        if isinstance(value, dict):
+            children = list(value.values())
+        elif isinstance(value, list):
+            children = value
+        if children and depth >= MAX_REPORT_DEPTH:
+            raise InvalidInput("reports.report", f"nests deeper than {MAX_REPORT_DEPTH} levels")
+        pending.extend((child, depth + 1) for child in children)
+
+
 def check_shape(body: api.AgentReports) -> None:
     """The parts of a report the plane reads have the types it reads them as; else 422. Run
     before a report joins a batch (brev.server.ingest): one bad report must never fail the
     others, nor be stored to fail later reads."""
     for item in body.reports:
         report = item.report
+        _check_finite_and_shallow(report)
         gpus, host, present = report.get("gpus"), report.get("host"), report.get("instances")
         if gpus is not None and not (
             isinstance(gpus, list) and all(isinstance(g, dict) for g in gpus)
