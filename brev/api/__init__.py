@@ -270,7 +270,7 @@ class CatalogRefresh(_Model):
 class InstanceCreate(_Model):
     name: Name | None = Field(None, description="generated when absent, e.g. a100-brisk-otter")
     gpu: str | None = Field(None, description="GPU spec: a100, A100:8, a100-80gb, any, cpu")
-    providers: list[str] | None = Field(None, description="only these providers")
+    providers: list[str] | None = Field(None, max_length=16, description="only these providers")
     region: str | None = None
     spot: bool = False
     disk_gb: int = Field(200, ge=20, le=16384)

@@ -16,6 +16,7 @@ from brev import __version__, api
 from brev.catalog.offers import use_overlay
 from brev.providers.registry import make_provider
 from brev.server.admission import AdmissionLimit
+from brev.server.body_limit import BodyLimit
 from brev.server.db.engine import make_engine, make_sessionmaker
 from brev.server.errors import InvalidInput, ServiceError, TokenLimit
 from brev.server.ingest import ReportIngest
@@ -43,6 +44,8 @@ from brev.server.settings import ServerSettings
 from brev.server.web import add_dashboard
 
 log = logging.getLogger("brev.server")
+# A validation error names at most this many fields, then counts the rest.
+MAX_REPORTED_ERRORS = 20
 
 # Fewer than the 40 threads FastAPI runs sync code on, and than the connection pool.
 ADMITTED_REQUESTS = 20
@@ -111,6 +114,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
     add_dashboard(app)
     # Outermost after metrics: queued requests wait here, outside the thread pool.
     app.add_middleware(AdmissionLimit, limit=ADMITTED_REQUESTS)
+    # Outside the admission limit: an oversized body is refused before it takes a slot.
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        per_path={f"{api.API_PREFIX}/agent/reports": settings.max_report_body_bytes},
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
 
@@ -156,11 +165,16 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # The first few errors and a count: a list of a million wrong items made an error
+        # body of 643 MB (each item's error, twice).
+        errors = exc.errors()
         fields = [
-            api.FieldError(field=_field_name(tuple(e["loc"])), reason=e["msg"])
-            for e in exc.errors()
+            api.FieldError(field=_field_name(tuple(e["loc"])), reason=e["msg"][:200])
+            for e in errors[:MAX_REPORTED_ERRORS]
         ]
         message = "; ".join(f"{f.field}: {f.reason}" for f in fields)
+        if len(errors) > MAX_REPORTED_ERRORS:
+            message += f"; and {len(errors) - MAX_REPORTED_ERRORS:,} more errors"
         return _error(422, "validation_error", message, fields)
 
     @app.exception_handler(HTTPException)

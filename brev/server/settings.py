@@ -24,6 +24,9 @@ class ServerSettings:
     # Steps wait on the provider's network (seconds each on a real cloud), not on the CPU: the
     # pool is as wide as the creates that should run at once (bench/provision.py --variant slow).
     reconcile_workers: int = 64
+    # Request bodies (brev.server.body_limit): most requests, and agents' report batches.
+    max_body_bytes: int = 1024 * 1024
+    max_report_body_bytes: int = 16 * 1024 * 1024
     sweep_interval: float = 300.0
     # Registered nodes: where their agents reach this plane (default: the URL `brev nodes add`
     # called), how often they report, and how long an install waits for the first report.
@@ -56,6 +59,10 @@ class ServerSettings:
             reconcile_poll=float(os.environ.get("BREV_RECONCILE_POLL", "5")),
             reconcile_lease=float(os.environ.get("BREV_RECONCILE_LEASE", "120")),
             reconcile_workers=int(os.environ.get("BREV_RECONCILE_WORKERS", "64")),
+            max_body_bytes=int(os.environ.get("BREV_MAX_BODY_BYTES", str(1024 * 1024))),
+            max_report_body_bytes=int(
+                os.environ.get("BREV_MAX_REPORT_BODY_BYTES", str(16 * 1024 * 1024))
+            ),
             sweep_interval=float(os.environ.get("BREV_SWEEP_INTERVAL", "300")),
             public_url=os.environ.get("BREV_PUBLIC_URL") or None,
             node_report_interval=float(os.environ.get("BREV_NODE_REPORT_INTERVAL", "10")),
