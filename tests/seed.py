@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from brev.server.db.engine import make_engine, make_sessionmaker, transaction
@@ -33,3 +34,10 @@ def add_instances(database_url: str, org: str, creator_email: str, names: list[s
             )
     finally:
         engine.dispose()
+
+
+def agent_token(http: TestClient, name: str, org: str = "default") -> str:
+    """An agent token for the instance `name`, taken as its admin would (`http` carries the
+    admin's token): what a test's fake agent reports with."""
+    token: str = http.post(f"/api/v1/orgs/{org}/instances/{name}/agent-token").json()["token"]
+    return token

@@ -10,18 +10,13 @@ import pytest
 
 from brev.client import BrevClient
 from tests.conftest import Plane
-from tests.seed import add_instances
+from tests.seed import add_instances, agent_token
 
 
 def _agent_token(plane: Plane, name: str) -> str:
     """The agent token of a new instance `name` (a seeded row: no machine behind it)."""
     add_instances(plane.settings.database_url, "default", "admin@localhost", [name])
-    token: str = (
-        plane.http(plane.admin_token)
-        .post(f"/api/v1/orgs/default/instances/{name}/agent-token")
-        .json()["token"]
-    )
-    return token
+    return agent_token(plane.http(plane.admin_token), name)
 
 
 def _page_reads(plane: Plane, name: str) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from brev.client import BrevClient
 from tests.conftest import Plane
-from tests.seed import add_instances
+from tests.seed import add_instances, agent_token
 
 PLAN = "/api/v1/orgs/default/instances/plan"
 
@@ -68,12 +68,7 @@ def test_many_errors_are_counted_not_listed(plane: Plane) -> None:
 
 def _agent_token(plane: Plane, name: str) -> str:
     add_instances(plane.settings.database_url, "default", "admin@localhost", [name])
-    token: str = (
-        plane.http(plane.admin_token)
-        .post(f"/api/v1/orgs/default/instances/{name}/agent-token")
-        .json()["token"]
-    )
-    return token
+    return agent_token(plane.http(plane.admin_token), name)
 
 
 def test_an_agents_report_batch_may_be_larger(plane: Plane, admin: BrevClient) -> None:

@@ -20,6 +20,7 @@ from brev.server.db.models import Instance, utcnow
 from brev.server.reconciler.boot import sshd_answers
 from tests.conftest import Plane, make_plane
 from tests.moto import MotoServer, live_machines
+from tests.seed import agent_token
 from tests.sshbox import make_box
 
 A100 = api.InstanceCreate(gpu="a100:8", providers=["aws"], region="us-east-1")
@@ -43,11 +44,7 @@ def admin(booting: Plane, moto_server: MotoServer) -> BrevClient:
 
 
 def _report_as_agent(plane: Plane, name: str, seq: int = 1) -> None:
-    token = (
-        plane.http(plane.admin_token)
-        .post(f"/api/v1/orgs/default/instances/{name}/agent-token")
-        .json()["token"]
-    )
+    token = agent_token(plane.http(plane.admin_token), name)
     report = {"collected_at": utcnow().isoformat(), "source": "nvidia-smi", "gpus": []}
     answer = plane.http(token).post(
         "/api/v1/agent/reports", json={"reports": [{"seq": seq, "report": report}]}
