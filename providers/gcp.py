@@ -17,8 +17,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,18 +33,15 @@ from .base import (
     InvalidRequest,
     Machine,
     MachineState,
-    NoCapacity,
     NotFound,
     Placement,
-    ProviderError,
     ProviderRef,
-    QuotaExceeded,
     Transient,
 )
+from .gcp_errors import AlreadyExists, operation_error, translated
 from .sdks import GCP
 
 if TYPE_CHECKING:
-    from google.api_core.exceptions import GoogleAPICallError
     from google.auth.credentials import Credentials
     from google.cloud import compute_v1
 
@@ -62,9 +58,6 @@ _BUILT_IN_GPU_FAMILIES = frozenset({"a2", "a3", "a4", "a4x", "g2", "g4"})
 _HYPERDISK_ONLY = ("a3-ultragpu", "a4-", "a4x-", "g4-")
 # N1 machines take GPUs as accelerators; the catalog names the model, GCP wants its type.
 _ACCELERATOR_TYPES = {model: f"nvidia-tesla-{model}" for model in ("t4", "v100", "p100", "p4")}
-_CAPACITY_CODES = frozenset(
-    {"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS", "STOCKOUT"}
-)
 # GCP's TERMINATED means stopped (the disk is kept); a deleted instance is simply gone (404).
 _STATES = {
     **dict.fromkeys(["PROVISIONING", "STAGING", "REPAIRING"], MachineState.PENDING),
@@ -72,14 +65,9 @@ _STATES = {
     **dict.fromkeys(["STOPPING", "SUSPENDING", "PENDING_STOP"], MachineState.STOPPING),
     **dict.fromkeys(["STOPPED", "SUSPENDED", "TERMINATED"], MachineState.STOPPED),
 }
-_RETRY_REASONS = frozenset({"ratelimitexceeded", "userratelimitexceeded", "resourcenotready"})
 _CALL_TIMEOUT_S = 60.0
 _NO_RETRY: dict[str, Any] = {"retry": None, "timeout": _CALL_TIMEOUT_S}
 _WAIT_CALL_S = 150.0  # operations.wait long-polls for up to 2 minutes on the server
-
-
-class _AlreadyExists(InvalidRequest):
-    """Our instance name is taken: after a crash, usually by our own earlier create."""
 
 
 def request_id(idempotency_key: str, zone: str) -> str:
@@ -171,7 +159,7 @@ class GcpProvider:
 
     def validate(self) -> str:
         clients = self._get_clients()
-        with _translated("check the GCP credentials"):
+        with translated("check the GCP credentials"):
             project = clients.projects.get(project=self.project, **_NO_RETRY)
         who = f" as {clients.account}" if clients.account else ""
         return f"project {project.name}{who}"
@@ -195,9 +183,9 @@ class GcpProvider:
         )
         ref = ProviderRef("gcp", region_of(zone), zone, name)
         try:
-            with _translated(action):
+            with translated(action):
                 operation = clients.instances.insert_unary(request=request, **_NO_RETRY)
-        except _AlreadyExists:
+        except AlreadyExists:
             # A retry after a crash found our name taken: the label says whose it is.
             machine = self.describe(ref)
             if machine is None:
@@ -226,20 +214,20 @@ class GcpProvider:
         zone = _zone(ref)
         name, _, machine_type = operation.partition(" ")
         action = f"create {machine_type or ref.id} in {zone}"
-        with _translated(action):
+        with translated(action):
             answer = self._get_clients().operations.get(
                 project=self.project, zone=zone, operation=name, **_NO_RETRY
             )
         if answer.status != compute_v1.Operation.Status.DONE:
             return False
         if answer.error.errors:
-            raise _operation_error(answer, action, zone)
+            raise operation_error(answer, action, zone)
         return True
 
     def describe(self, ref: ProviderRef) -> Machine | None:
         instances = self._get_clients().instances
         try:
-            with _translated(f"describe {ref.id}"):
+            with translated(f"describe {ref.id}"):
                 instance = instances.get(**self._target(ref))
         except NotFound:
             return None
@@ -269,7 +257,7 @@ class GcpProvider:
         )
         machines: list[Machine] = []
         # Pages are fetched while iterating, so the whole loop sits inside the translation.
-        with _translated("list brev instances"):
+        with translated("list brev instances"):
             for scope, scoped in clients.instances.aggregated_list(request=request, **_NO_RETRY):
                 if region_of(scope.rpartition("/")[2]) not in wanted:
                     continue
@@ -286,7 +274,7 @@ class GcpProvider:
         return {"project": self.project, "zone": _zone(ref), "instance": ref.id, **_NO_RETRY}
 
     def _act(self, ref: ProviderRef, verb: str, call: Callable[..., compute_v1.Operation]) -> None:
-        with _translated(f"{verb} {ref.id}"):
+        with translated(f"{verb} {ref.id}"):
             operation = call(**self._target(ref))
         self._wait(operation, _zone(ref), f"{verb} {ref.id}")
 
@@ -301,7 +289,7 @@ class GcpProvider:
 
         credentials, account = self._credentials()
         options = {"api_endpoint": self._endpoint_url} if self._endpoint_url else None
-        with _translated("load the GCP credentials"):
+        with translated("load the GCP credentials"):
             return _Clients(
                 compute_v1.InstancesClient(credentials=credentials, client_options=options),
                 compute_v1.ZoneOperationsClient(credentials=credentials, client_options=options),
@@ -339,7 +327,7 @@ class GcpProvider:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise Transient(f"{action}: operation {operation.name} is still running")
-            with _translated(action):
+            with translated(action):
                 operation = self._get_clients().operations.wait(
                     project=self.project,
                     zone=zone,
@@ -350,7 +338,7 @@ class GcpProvider:
             if operation.status != done:
                 time.sleep(min(self._poll_interval_s, max(0.0, deadline - time.monotonic())))
         if operation.error.errors:
-            raise _operation_error(operation, action, zone)
+            raise operation_error(operation, action, zone)
 
 
 def _zone(ref: ProviderRef) -> str:
@@ -440,76 +428,3 @@ def _machine(instance: compute_v1.Instance) -> Machine:
         tags=dict(instance.labels),
         launched_at=launched,
     )
-
-
-def _classify(status: int | None, reasons: set[str], text: str, code: str | None) -> ProviderError:
-    """One table for HTTP errors and failed operations (whose httpErrorStatusCode says the same).
-    `reasons` are lowercase without underscores: errors[].reason says `quotaExceeded`, an
-    ErrorInfo says `RATE_LIMIT_EXCEEDED`."""
-    if status == 404:
-        # A machine or accelerator type that this zone does not offer: another zone may.
-        if "acceleratorTypes/" in text or "machineTypes/" in text:
-            return NoCapacity(text, code=code)
-        return NotFound(text, code=code)
-    if "alreadyexists" in reasons or (status == 409 and "already exists" in text):
-        return _AlreadyExists(text, code=code)
-    if "quotaexceeded" in reasons:
-        return QuotaExceeded(text, code=code)
-    # Throttling comes as 403 too; an instance busy with another operation answers 400.
-    if status == 409 or reasons & _RETRY_REASONS:
-        return Transient(text, code=code)
-    if status in (401, 403):
-        return CredentialsError(text, code=code)
-    if status is not None and 400 <= status < 500 and status != 429:
-        return InvalidRequest(text, code=code)
-    return Transient(text, code=code)  # 429, 5xx, or no status at all: worth another try
-
-
-def _operation_error(operation: compute_v1.Operation, action: str, zone: str) -> ProviderError:
-    errors = operation.error.errors
-    codes = [e.code for e in errors]
-    detail = "; ".join(e.message for e in errors if e.message) or operation.http_error_message
-    text = f"{action}: {detail or codes[0]}"
-    if _CAPACITY_CODES.intersection(codes):
-        code = next(c for c in codes if c in _CAPACITY_CODES)
-        return NoCapacity(f"{action}: zone {zone} has no capacity now ({detail})", code=code)
-    if "QUOTA_EXCEEDED" in codes:
-        return QuotaExceeded(text, code="QUOTA_EXCEEDED")
-    if "RESOURCE_ALREADY_EXISTS" in codes:
-        return _AlreadyExists(text, code="RESOURCE_ALREADY_EXISTS")
-    if "RESOURCE_NOT_FOUND" in codes:
-        return _classify(404, set(), text, "RESOURCE_NOT_FOUND")
-    return _classify(operation.http_error_status_code or None, set(), text, codes[0])
-
-
-@contextmanager
-def _translated(action: str) -> Iterator[None]:
-    """Turn what the client raises into the provider's typed errors, with a readable message."""
-    GCP.require()
-    import requests
-    from google.api_core import exceptions as api
-    from google.auth import exceptions as auth
-
-    try:
-        yield
-    except api.GoogleAPICallError as exc:
-        raise _http_error(exc, action) from exc
-    except api.RetryError as exc:
-        raise Transient(f"{action}: timed out") from exc
-    except auth.DefaultCredentialsError as exc:
-        raise CredentialsError(f"{action}: no GCP credentials configured") from exc
-    except auth.RefreshError as exc:
-        error_type = Transient if getattr(exc, "retryable", False) else CredentialsError
-        raise error_type(f"{action}: the GCP credentials were refused") from exc
-    except (auth.TransportError, requests.RequestException) as exc:
-        raise Transient(f"{action}: {type(exc).__name__} talking to GCP") from exc
-
-
-def _http_error(exc: GoogleAPICallError, action: str) -> ProviderError:
-    raw = [str(e.get("reason") or "") for e in exc.errors if isinstance(e, dict)]
-    raw = [r for r in [*raw, exc.reason or ""] if r]
-    reasons = {r.replace("_", "").lower() for r in raw}
-    messages = [str(e["message"]) for e in exc.errors if isinstance(e, dict) and e.get("message")]
-    # The library prefixes "METHOD URL: "; the API's own words read better.
-    detail = messages[0] if messages else exc.message
-    return _classify(exc.code, reasons, f"{action}: {detail}", raw[0] if raw else None)

@@ -54,10 +54,11 @@ def _gcp_machine_types(config: Mapping[str, Any], families: list[str]) -> Iterat
     """(zone, MachineTypesScopedList) of every zone, for machine types of these families."""
     from google.cloud import compute_v1
 
-    from brev.providers.gcp import GcpProvider, _translated
+    from brev.providers.gcp import GcpProvider
+    from brev.providers.gcp_errors import translated
 
     provider = GcpProvider(config)
-    with _translated("list GCP machine types"):
+    with translated("list GCP machine types"):
         credentials, _ = provider._credentials()
         endpoint = config.get("endpoint_url")
         client = compute_v1.MachineTypesClient(
