@@ -14,8 +14,8 @@ from pydantic import TypeAdapter
 from brev import api
 from brev.providers import base
 from brev.server.db.models import Instance
+from brev.server.services.scheduler import LOCAL
 
-LOCAL = "local"  # the provider of registered nodes' placements
 _PLAN = TypeAdapter(list[api.Placement])
 
 
