@@ -144,3 +144,13 @@ def test_create_stop_start_delete_through_the_plugin(
     wait_for(toy_plane, f"{name} deleted", lambda: all(i.name != name for i in admin.instances()))
     assert json.loads(machine_file.read_text())["state"] == "terminated"
     assert "Traceback" not in toy_plane.log.read_text()
+
+
+def test_an_unknown_provider_or_an_option_without_a_value_is_one_line(
+    cli: tuple[BrevClient, dict[str, str]],
+) -> None:
+    _, env = cli
+    unknown = one_line_error(run(env, "provider", "add", "azure"))
+    assert "unknown provider 'azure'" in unknown and "toy" in unknown, unknown
+    bare = one_line_error(run(env, "provider", "add", "toy", "--state-dir"))
+    assert "--state-dir needs a value" in bare, bare
