@@ -31,7 +31,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 typecheck: venv
-	$(BIN)/mypy
+	MYPY=$(CURDIR)/$(BIN)/mypy scripts/typecheck.sh
 
 pytest: venv
 	BREV_REQUIRE_SYSTEM_PACKAGES=$(REQUIRE_SYSTEM_PACKAGES) $(BIN)/pytest -n 2 --durations=15

@@ -1,9 +1,11 @@
 """Package layout that pyproject.toml alone cannot express.
 
-`migrations/` lives at the top of the repository, where alembic users look for it, but installs
-as `brev.migrations`: the wheel carries it and nothing named plain `migrations` lands in
-site-packages. (`providers/` gets the same result through the symlink `brev/providers`, which
-also lets mypy follow `brev.providers` imports.)
+`migrations/` and `providers/` live at the top of the repository, where their users look for
+them (alembic's, and a provider's author), but install as `brev.migrations` and `brev.providers`:
+the wheel carries them and nothing named plain `migrations` or `providers` lands in
+site-packages. An editable install maps them the same way through setuptools' import hook;
+mypy, which cannot follow that hook, checks a view of the tree that `make typecheck` builds
+(scripts/typecheck-view.sh).
 """
 
 from setuptools import find_packages, setup
@@ -13,6 +15,7 @@ setup(
         *find_packages(include=["brev", "brev.*"]),
         "brev.migrations",
         "brev.migrations.versions",
+        "brev.providers",
     ],
-    package_dir={"brev.migrations": "migrations"},
+    package_dir={"brev.migrations": "migrations", "brev.providers": "providers"},
 )

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import brev
+import brev.providers
 
 # Fixed timestamps: the same package gives the same bytes (and hash) on every build.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -42,16 +43,26 @@ def build_wheel() -> tuple[str, bytes]:
 
 
 def _package_files() -> Iterator[tuple[str, Path]]:
-    """Every file of the package as (path relative to it, path), sorted; symlinks followed
-    (brev/providers links to providers/ in a source tree), compiled files left out."""
+    """Every file of the package as (path relative to it, path), sorted, compiled files left
+    out. brev.providers lives in the source tree's `providers/` (setup.py's package_dir): it is
+    walked from where it is imported, and lands in the wheel where an install puts it."""
     root = Path(brev.__file__).parent
-    for directory, subdirectories, names in os.walk(root, followlinks=True):
-        subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
+    providers = Path(brev.providers.__file__).parent
+    yield from _files_below(root, prefix="", skip=providers)
+    if providers.parent != root:  # a source tree (an installed package holds it below root)
+        yield from _files_below(providers, prefix="providers/", skip=None)
+
+
+def _files_below(top: Path, prefix: str, skip: Path | None) -> Iterator[tuple[str, Path]]:
+    for directory, subdirectories, names in os.walk(top):
+        subdirectories[:] = sorted(
+            d for d in subdirectories if d != "__pycache__" and Path(directory) / d != skip
+        )
         for name in sorted(names):
             if name.endswith((".pyc", ".pyo")):
                 continue
             path = Path(directory) / name
-            yield path.relative_to(root).as_posix(), path
+            yield prefix + path.relative_to(top).as_posix(), path
 
 
 def _metadata(version: str) -> bytes:
