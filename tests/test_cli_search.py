@@ -11,8 +11,10 @@ import pytest
 from brev import api
 from tests.cli_runner import brev, ok, one_line_error
 from tests.conftest import LiveServer
+from tests.fake_lambda import FakeLambda, fake_lambda_fixture
 
 pytestmark = pytest.mark.slow
+__all__ = ["fake_lambda_fixture"]
 
 HEADER = ["PROVIDER", "TYPE", "GPU", "VRAM", "VCPUS", "RAM", "REGION", "$/H", "SPOT $/H"]
 
@@ -108,3 +110,28 @@ def test_bad_flags_are_usage_errors(env: dict[str, str], args: list[str], proble
     assert result.returncode == 2, result.stderr
     assert problem in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_lambda_offers_say_where_lambda_has_capacity_now(
+    env: dict[str, str], fake_lambda: FakeLambda
+) -> None:
+    """With Lambda configured, its offers carry its live capacity (from GET /instance-types)
+    in --json and in a column; offers of clouds that cannot say stay null and "-"."""
+    fake_lambda.set_capacity("gpu_1x_a10", ["us-east-1"])
+    add = ["provider", "add", "lambda", "--api-key", fake_lambda.api_key]
+    ok(brev(*add, "--endpoint-url", fake_lambda.url, env=env))
+    try:
+        offers = json.loads(ok(brev("search", "a10", "--json", env=env)).stdout)
+        capacity = {(o["provider"], o["region"]): o["capacity_now"] for o in offers}
+        assert capacity[("lambda", "us-east-1")] is True
+        assert capacity[("lambda", "asia-south-1")] is False
+        assert {capacity[k] for k in capacity if k[0] != "lambda"} <= {None}
+        lines = ok(brev("search", "a10", "--provider", "lambda", env=env)).stdout.splitlines()
+        assert columns(lines[0]) == [*HEADER, "NOW"]
+        now = {columns(line)[6]: columns(line)[-1] for line in lines[1:]}
+        assert now["us-east-1"] == "yes" and now["asia-south-1"] == "none"
+        # Without Lambda's live word (no other provider says), the table has no such column.
+        aws = ok(brev("search", "a10g", "--provider", "aws", env=env)).stdout.splitlines()
+        assert columns(aws[0]) == HEADER
+    finally:
+        ok(brev("provider", "rm", "lambda", env=env))

@@ -33,7 +33,7 @@ def aws_org(plane: Plane, admin: BrevClient, moto_server: MotoServer) -> BrevCli
 
 def _fail_run_instances(plane: Plane, org_id: str, code: str, times: int) -> Callable[..., Any]:
     """Make the next `times` RunInstances calls of the org's AWS provider fail with `code`."""
-    provider = plane.reconciler._provider_for_org(org_id, "aws")
+    provider = plane.reconciler.provider_for_org(org_id, "aws")
     assert isinstance(provider, AwsProvider)
     failing = ec2_error(code, "injected by the test", 500)
     calls = {"n": 0}

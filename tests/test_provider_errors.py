@@ -83,7 +83,7 @@ def _fail(
     plane: Plane, client: BrevClient, operation: str, code: str, times: int, status: int = 400
 ) -> dict[str, int]:
     """The next `times` calls of `operation` by the org's AWS provider fail with `code`."""
-    provider = plane.reconciler._provider_for_org(_org_id(client), "aws")
+    provider = plane.reconciler.provider_for_org(_org_id(client), "aws")
     assert isinstance(provider, AwsProvider)
     failing = ec2_error(code, "injected by the test", status)
     calls = {"n": 0}

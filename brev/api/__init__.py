@@ -247,6 +247,11 @@ class Offer(_Model):
     price_per_hour: float | None = Field(description="on-demand USD per hour; null: not sold")
     spot_price_per_hour: float | None = Field(description="lowest spot USD per hour; null: none")
     node: str | None = Field(None, description="a registered node's name: the offer is its GPUs")
+    capacity_now: bool | None = Field(
+        None,
+        description="whether the provider has capacity for this type in this region right now, "
+        "where it says and the org has it configured (Lambda); null: not known (AWS, GCP)",
+    )
 
 
 class CatalogSkip(_Model):

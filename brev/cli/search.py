@@ -77,11 +77,15 @@ def search(
     if not offers:
         note("No offers match; drop a filter (--region, --max-price, --min-vram, --spot).")
         return
-    print_table(COLUMNS, [_row(offer) for offer in offers])
+    # A provider that says where it has capacity now (Lambda) adds a column; "-": it cannot say.
+    live = any(offer.capacity_now is not None for offer in offers)
+    columns = [*COLUMNS, "now"] if live else COLUMNS
+    print_table(columns, [_row(offer, live) for offer in offers])
 
 
-def _row(offer: api.Offer) -> list[str]:
+def _row(offer: api.Offer, live: bool) -> list[str]:
     gpu = f"{offer.gpu_model} x{offer.gpu_count:g}" if offer.gpu_model else "cpu"
+    now = {None: "-", True: "yes", False: "none"}[offer.capacity_now]
     return [
         offer.provider,
         offer.instance_type,
@@ -92,6 +96,7 @@ def _row(offer: api.Offer) -> list[str]:
         offer.region,
         _price(offer.price_per_hour),
         _price(offer.spot_price_per_hour),
+        *([now] if live else []),
     ]
 
 

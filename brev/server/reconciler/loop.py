@@ -125,7 +125,7 @@ class Reconciler:
 
     def sweep(self) -> int:
         try:
-            return sweep.sweep(self._sessions, self._provider_for_org, self.plane_id)
+            return sweep.sweep(self._sessions, self.provider_for_org, self.plane_id)
         except Exception:
             log.exception("sweep failed")
             return 0
@@ -175,13 +175,14 @@ class Reconciler:
 
         step(
             snapshot,
-            lambda name: self._provider_for_org(snapshot.org_id, name),
+            lambda name: self.provider_for_org(snapshot.org_id, name),
             Recorder(write),
             self._timing,
         )
 
-    def _provider_for_org(self, org_id: str, name: str) -> Provider:
-        """The org's provider, built once per configuration (clients are costly to make)."""
+    def provider_for_org(self, org_id: str, name: str) -> Provider:
+        """The org's provider, built once per configuration (clients are costly to make); the
+        offers route asks the same clients where they have capacity now."""
         with self._sessions() as session:
             config = provider_configs.load_config(session, org_id, name, self._box)
         fingerprint = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()

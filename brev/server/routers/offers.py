@@ -2,17 +2,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from brev import api
 from brev.server.deps import DbSession, InOrg
-from brev.server.services import offers
+from brev.server.services import live_capacity, offers
 
 router = APIRouter(tags=["offers"])
 
 
 @router.get("/orgs/{org}/offers")
 def list_offers(
+    request: Request,
     session: DbSession,
     ctx: InOrg,
     gpu: Annotated[
@@ -31,7 +32,7 @@ def list_offers(
     spot: Annotated[bool, Query(description="only offers with a spot price, by it")] = False,
     sort: api.OfferSort = api.OfferSort.PRICE,
 ) -> list[api.Offer]:
-    return offers.list_offers(
+    found = offers.list_offers(
         session,
         ctx,
         gpu=gpu,
@@ -42,3 +43,5 @@ def list_offers(
         spot=spot,
         sort=sort,
     )
+    live_capacity.mark(session, ctx.org.id, found, request.app.state.reconciler.provider_for_org)
+    return found
