@@ -90,6 +90,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         ),
         sweep_every=timedelta(seconds=settings.sweep_interval),
         public_url=settings.public_url,
+        replica=settings.replica_id or None,
+        dead_after=timedelta(seconds=settings.replica_timeout),
     )
 
     app.include_router(meta.router)

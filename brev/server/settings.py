@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,10 @@ class ServerSettings:
     # Steps wait on the provider's network (seconds each on a real cloud), not on the CPU: the
     # pool is as wide as the creates that should run at once (bench/provision.py --variant slow).
     reconcile_workers: int = 64
+    # Replicas (brev.server.reconciler.replicas): this server's name as a lease owner, the same
+    # across its restarts (by default host:port), and how long a silent one is taken for dead.
+    replica_id: str = ""
+    replica_timeout: float = 10.0
     # Request bodies (brev.server.body_limit): most requests, and agents' report batches.
     max_body_bytes: int = 1024 * 1024
     max_report_body_bytes: int = 16 * 1024 * 1024
@@ -59,6 +64,10 @@ class ServerSettings:
             reconcile_poll=float(os.environ.get("BREV_RECONCILE_POLL", "5")),
             reconcile_lease=float(os.environ.get("BREV_RECONCILE_LEASE", "120")),
             reconcile_workers=int(os.environ.get("BREV_RECONCILE_WORKERS", "64")),
+            replica_id=(
+                os.environ.get("BREV_REPLICA_ID") or f"{socket.gethostname()}:{port or 8080}"
+            )[:64],
+            replica_timeout=float(os.environ.get("BREV_REPLICA_TIMEOUT", "10")),
             max_body_bytes=int(os.environ.get("BREV_MAX_BODY_BYTES", str(1024 * 1024))),
             max_report_body_bytes=int(
                 os.environ.get("BREV_MAX_REPORT_BODY_BYTES", str(16 * 1024 * 1024))

@@ -86,6 +86,17 @@ class Plane(Base):
     )
 
 
+class Replica(Base):
+    """A server process reconciling on this database, and when it last said it was alive: the
+    leases of a replica that stopped heartbeating are free (brev.server.reconciler.replicas)."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, doc="= instances.lease_owner")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class User(Base):
     __tablename__ = "users"
 

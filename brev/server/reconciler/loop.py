@@ -21,7 +21,15 @@ from brev.api import InstanceStatus as S
 from brev.providers.base import Provider
 from brev.server.db.engine import transaction
 from brev.server.db.models import Instance, Org, Plane, utcnow
-from brev.server.reconciler import autostop, claims, expiry, health, retention, sweep
+from brev.server.reconciler import (
+    autostop,
+    claims,
+    expiry,
+    health,
+    replicas,
+    retention,
+    sweep,
+)
 from brev.server.reconciler.snapshot import Change, Recorder, Snapshot, Timing
 from brev.server.reconciler.steps import step
 from brev.server.secrets import SecretBox
@@ -45,8 +53,12 @@ class Reconciler:
         timing: Timing | None = None,
         sweep_every: timedelta = timedelta(minutes=5),
         public_url: str | None = None,
+        replica: str | None = None,
+        dead_after: timedelta = claims.DEAD_AFTER,
     ) -> None:
-        self.owner = f"reconciler-{uuid.uuid4().hex[:12]}"
+        # The lease owner's name: a server's is the same across its restarts (replicas.py).
+        self.owner = replica or f"reconciler-{uuid.uuid4().hex[:12]}"
+        self._dead_after = dead_after
         self._sessions = sessions
         self._box = box
         self._make_provider = make_provider
@@ -69,6 +81,8 @@ class Reconciler:
     # -- running ------------------------------------------------------------------------
 
     def start(self) -> None:
+        with transaction(self._sessions) as session:
+            replicas.join(session, self.owner)
         self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
         self._thread.start()
 
@@ -77,6 +91,12 @@ class Reconciler:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._thread is not None:
+            try:
+                with transaction(self._sessions) as session:
+                    replicas.leave(session, self.owner)
+            except Exception as exc:  # the database is gone: the row goes silent instead
+                log.warning("replica %s could not sign off: %s", self.owner, exc)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -99,11 +119,14 @@ class Reconciler:
         with self._in_flight_lock:
             busy = set(self._in_flight)
         with transaction(self._sessions) as session:
+            replicas.beat(session, self.owner)
             claims.extend(session, busy, self.owner, self._lease)
             free = self._workers - len(busy)
             if free <= 0:
                 return 0
-            ids = claims.claim_due(session, self.owner, self._lease, free, busy)
+            ids = claims.claim_due(
+                session, self.owner, self._lease, free, busy, dead_after=self._dead_after
+            )
         for instance_id in ids:
             with self._in_flight_lock:
                 self._in_flight.add(instance_id)
@@ -113,7 +136,10 @@ class Reconciler:
     def run_once(self) -> int:
         """Claim and step every due instance, waiting for the steps (tests, `brev` tools)."""
         with transaction(self._sessions) as session:
-            ids = claims.claim_due(session, self.owner, self._lease, self._workers)
+            replicas.beat(session, self.owner)
+            ids = claims.claim_due(
+                session, self.owner, self._lease, self._workers, dead_after=self._dead_after
+            )
         for future in [self._pool.submit(self._step_and_release, i) for i in ids]:
             future.result()
         return len(ids)
