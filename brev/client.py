@@ -17,6 +17,25 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from brev import api
+from brev.api_errors import (
+    ApiError,
+    BadRequest,
+    BodyTooLarge,
+    Conflict,
+    CsrfFailed,
+    Forbidden,
+    InvalidRequest,
+    MethodNotAllowed,
+    NoCapacity,
+    NodeInstallFailed,
+    NodeRemoved,
+    NotFound,
+    ProviderNotInstalled,
+    ServerError,
+    TokenLimit,
+    Unauthenticated,
+    error_for,
+)
 from brev.errors import BrevError
 
 if TYPE_CHECKING:
@@ -28,19 +47,28 @@ if TYPE_CHECKING:
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 import httpx  # noqa: E402
 
+# The API's errors (brev.api_errors), re-exported: `from brev.client import NotFound` works.
 __all__ = [
     "ApiError",
+    "BadRequest",
+    "BodyTooLarge",
     "BrevClient",
     "BrevError",
     "Conflict",
+    "CsrfFailed",
     "Forbidden",
     "InvalidRequest",
     "InvalidSetting",
+    "MethodNotAllowed",
+    "NoCapacity",
     "NoOrgSelected",
+    "NodeInstallFailed",
+    "NodeRemoved",
     "NotFound",
     "ProviderNotInstalled",
     "ServerError",
     "ServerUnreachable",
+    "TokenLimit",
     "Unauthenticated",
 ]
 
@@ -60,60 +88,6 @@ class NoOrgSelected(BrevError):
 
 class InvalidSetting(BrevError):
     """A URL or token that cannot be right, found before anything is sent."""
-
-
-class ApiError(BrevError):
-    """The server answered with an error status."""
-
-    def __init__(self, status: int, detail: api.ErrorDetail) -> None:
-        super().__init__(detail.message)
-        self.status = status
-        self.code = detail.code
-        self.fields = detail.fields
-
-
-class Unauthenticated(ApiError):
-    pass
-
-
-class Forbidden(ApiError):
-    pass
-
-
-class NotFound(ApiError):
-    pass
-
-
-class Conflict(ApiError):
-    pass
-
-
-class InvalidRequest(ApiError):
-    pass
-
-
-class ServerError(ApiError):
-    pass
-
-
-class ProviderNotInstalled(ApiError):
-    """The provider's SDK is missing on the plane; the message names what to install."""
-
-
-# By the error body's code first: a 422 about the plane's installation is not the request's.
-_ERRORS_BY_CODE: dict[str, type[ApiError]] = {
-    "provider_not_installed": ProviderNotInstalled,
-}
-
-
-_ERRORS_BY_STATUS: dict[int, type[ApiError]] = {
-    401: Unauthenticated,
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-    422: InvalidRequest,
-    400: InvalidRequest,
-}
 
 
 class BrevClient:
@@ -478,12 +452,7 @@ def _api_error(response: httpx.Response) -> ApiError:
         detail = api.ErrorDetail(
             code="http_error", message=f"HTTP {response.status_code} {text}".strip()
         )
-    if detail.code in _ERRORS_BY_CODE:
-        return _ERRORS_BY_CODE[detail.code](response.status_code, detail)
-    if response.status_code >= 500:
-        return ServerError(response.status_code, detail)
-    kind = _ERRORS_BY_STATUS.get(response.status_code, ApiError)
-    return kind(response.status_code, detail)
+    return error_for(response.status_code, detail.code, detail.message, detail.fields)
 
 
 def _transport_reason(exc: httpx.TransportError) -> str:

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, update
 
 from brev import api
-from brev.client import BrevClient, Conflict, InvalidRequest
+from brev.client import BrevClient, Conflict, InvalidRequest, NoCapacity
 from brev.server.db.models import GpuAllocation, Instance, Node, utcnow
 from brev.server.reconciler.autostop import stop_idle_instances
 from brev.server.reconciler.health import forget_abandoned_installs, mark_silent_instances
@@ -149,7 +149,7 @@ def test_no_capacity_is_a_clear_409(
 ) -> None:
     for i in range(4):
         admin.create_instance(api.InstanceCreate(name=f"i{i}", gpu="h200:1"))
-    with pytest.raises(Conflict, match="no capacity: no free H200:1 on this org's online nodes"):
+    with pytest.raises(NoCapacity, match="no capacity: no free H200:1 on this org's online nodes"):
         admin.create_instance(api.InstanceCreate(name="i5", gpu="h200:1"))
     assert len(admin.instances()) == 4  # nothing half-made
 

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 from brev import api
 from brev.cli.run import ci_env, exit_codes
-from brev.client import BrevClient, Conflict, Forbidden, InvalidRequest, ServerUnreachable
+from brev.client import (
+    BrevClient,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NoCapacity,
+    ServerUnreachable,
+)
 from brev.errors import BrevError
 
 ENDED = {api.InstanceStatus.DELETING, api.InstanceStatus.DELETED, api.InstanceStatus.FAILED}
@@ -55,9 +62,9 @@ def _create(client: BrevClient, body: api.InstanceCreate) -> tuple[api.InstanceD
             if attempt == 2:
                 raise
             time.sleep(1 + attempt)  # the key makes a repeat return what got through
+        except NoCapacity as error:
+            raise RunFailure(error.message, exit_codes.NO_CAPACITY) from None
         except Conflict as error:
-            if error.code == "no_capacity":
-                raise RunFailure(error.message, exit_codes.NO_CAPACITY) from None
             raise RunFailure(error.message, exit_codes.BREV_ERROR) from None
         except InvalidRequest as error:
             raise RunFailure(f"invalid request: {error.message}", exit_codes.USAGE) from None
