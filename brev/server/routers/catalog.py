@@ -31,7 +31,7 @@ def refresh_catalog(
     # Not the DbSession dependency: its transaction would stay open while clouds answer.
     with transaction(state.sessions) as session:
         ctx = get_org_context(session, get_principal(request, session), org)
-        job = catalog_refresh.prepare(session, ctx, state.secret_box)
+        job = catalog_refresh.prepare(session, ctx, state.secrets)
     results = catalog_refresh.run(job, state.settings.home / "catalog")
     with transaction(state.sessions) as session:
         catalog_refresh.record(session, job, results)

@@ -42,7 +42,7 @@ def add_node(request: Request, ctx: UntiedInOrg, body: api.NodeAdd) -> api.NodeD
         wait_s=settings.node_install_wait,
     )
     return node_install.add(
-        request.app.state.sessions, request.app.state.secret_box, ctx, body, options
+        request.app.state.sessions, request.app.state.secrets, ctx, body, options
     )
 
 
@@ -66,7 +66,7 @@ def register_node(
         node=nodes.get_detail(session, ctx, node.name),
         token=secret,
         plane_url=settings.public_url or str(request.base_url).rstrip("/"),
-        ssh_ca_public_key=ssh_ca.public_key(session, request.app.state.secret_box),
+        ssh_ca_public_key=ssh_ca.public_key(session, request.app.state.secrets),
         report_interval_seconds=settings.node_report_interval,
     )
 

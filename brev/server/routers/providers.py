@@ -24,7 +24,7 @@ def list_providers(session: DbSession, ctx: InOrg) -> list[api.ProviderConfig]:
 def add_provider(
     request: Request, session: DbSession, ctx: InOrg, body: api.ProviderConfigAdd
 ) -> api.ProviderConfig:
-    return provider_configs.add(session, ctx, body, request.app.state.secret_box)
+    return provider_configs.add(session, ctx, body, request.app.state.secrets)
 
 
 @router.delete("/orgs/{org}/providers/{provider}", status_code=204)

@@ -23,7 +23,7 @@ from brev import api
 from brev.catalog.offers import load_catalog, reload_catalog, shipped_offers
 from brev.catalog.refresh import REFRESHERS, RefreshResult, combine, write_offers
 from brev.server.errors import Conflict
-from brev.server.secrets import SecretBox
+from brev.server.secrets import Secrets
 from brev.server.services import events
 from brev.server.services.provider_configs import configured, load_config
 from brev.server.services.scope import OrgContext
@@ -42,10 +42,10 @@ class RefreshJob:
     configs: dict[str, dict[str, Any]]  # provider -> decrypted config, for those with a refresher
 
 
-def prepare(session: Session, ctx: OrgContext, box: SecretBox) -> RefreshJob:
+def prepare(session: Session, ctx: OrgContext, secrets: Secrets) -> RefreshJob:
     ctx.require_admin("refreshing the catalog")
     configs = {
-        provider: load_config(session, ctx.org.id, provider, box)
+        provider: load_config(session, ctx.org.id, provider, secrets)
         for provider in configured(session, ctx.org.id)
         if provider in REFRESHERS
     }

@@ -20,7 +20,7 @@ from brev import api
 from brev.server.db.engine import transaction
 from brev.server.db.models import Node
 from brev.server.errors import InvalidInput, ServiceError
-from brev.server.secrets import SecretBox
+from brev.server.secrets import Secrets
 from brev.server.services import events, node_instances, nodes, ssh_ca
 from brev.server.services.scope import OrgContext
 
@@ -59,7 +59,7 @@ def host_key(body: api.HostKeyQuery) -> api.HostKey:
 
 def add(
     sessions: sessionmaker[Session],
-    box: SecretBox,
+    secrets: Secrets,
     ctx: OrgContext,
     body: api.NodeAdd,
     options: InstallOptions,
@@ -73,7 +73,7 @@ def add(
                 "name", f"a node named '{body.name}' already exists; see `brev nodes ls`"
             )
         if body.private_key is None:
-            key, certificate = ssh_ca.plane_login(session, box, body.user, ctx.org.id)
+            key, certificate = ssh_ca.plane_login(session, secrets, body.user, ctx.org.id)
         else:
             key, certificate = body.private_key, None
     try:
@@ -93,7 +93,7 @@ def add(
             except BaseException:
                 _roll_back(sessions, conn, node_id, facts)
                 raise
-            _trust_ca(sessions, box, conn, node_id, facts)
+            _trust_ca(sessions, secrets, conn, node_id, facts)
     except remote.HostKeyChanged as error:
         raise InvalidInput("host_key", error.message) from None
     except remote.SshAuthRefused as error:
@@ -148,14 +148,18 @@ def _install(conn: RemoteBox, facts: BoxFacts, secret: str, options: InstallOpti
 
 
 def _trust_ca(
-    sessions: sessionmaker[Session], box: SecretBox, conn: RemoteBox, node_id: str, facts: BoxFacts
+    sessions: sessionmaker[Session],
+    secrets: Secrets,
+    conn: RemoteBox,
+    node_id: str,
+    facts: BoxFacts,
 ) -> None:
     """Logged in as root: set up the box's sshd for users' certificates. Not as root, or when
     it fails, the node works all the same; the event says what an admin must do."""
     from brev.node import installer
 
     with transaction(sessions) as session:
-        ca_key = ssh_ca.public_key(session, box)
+        ca_key = ssh_ca.public_key(session, secrets)
     outcome: dict[str, object] = {"trusted": False}
     if not facts.root:
         outcome["reason"] = "not root: add TrustedUserCAKeys and AuthorizedPrincipalsFile yourself"
