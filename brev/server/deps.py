@@ -72,7 +72,7 @@ def get_org_context_untied(
     request: Request, org: Annotated[str, Path(description="org name")]
 ) -> OrgContext:
     """The caller's org, checked in a transaction of its own: for handlers that talk to
-    something slow (a box over SSH) and must not hold a transaction, and so SQLite's write
+    something slow (a machine over SSH) and must not hold a transaction, and so SQLite's write
     lock, while they wait."""
     with request.app.state.sessions() as session, session.begin():
         return org_context(session, get_principal(request, session), org)

@@ -25,7 +25,7 @@ def get_node(session: DbSession, ctx: InOrg, name: str) -> api.NodeDetail:
 
 @router.post("/orgs/{org}/nodes/host-key")
 def host_key(ctx: UntiedInOrg, body: api.HostKeyQuery) -> api.HostKey:
-    """The host key the box shows the plane, for a person to check before pinning it (org
+    """The host key the machine shows the plane, for a person to check before pinning it (org
     admins: it makes the plane connect where it is told)."""
     ctx.require_admin("adding nodes")
     return node_install.host_key(body)
@@ -33,8 +33,8 @@ def host_key(ctx: UntiedInOrg, body: api.HostKeyQuery) -> api.HostKey:
 
 @router.post("/orgs/{org}/nodes", status_code=201)
 def add_node(request: Request, ctx: UntiedInOrg, body: api.NodeAdd) -> api.NodeDetail:
-    """Log in to the box over SSH, install the agent, and return once it has reported;
-    rolled back (box cleaned, node forgotten) on any failure."""
+    """Log in to the machine over SSH, install the agent, and return once it has reported;
+    rolled back (machine cleaned, node forgotten) on any failure."""
     settings = request.app.state.settings
     options = node_install.InstallOptions(
         plane_url=body.plane_url or settings.public_url or str(request.base_url).rstrip("/"),
@@ -50,7 +50,8 @@ def add_node(request: Request, ctx: UntiedInOrg, body: api.NodeAdd) -> api.NodeD
 def register_node(
     request: Request, session: DbSession, ctx: InOrg, body: api.NodeRegister
 ) -> api.NodeRegistered:
-    """`brev register` on the box: the node and its agent token; the box installs the agent."""
+    """`brev register` on the machine: the node and its agent token; the machine installs
+    the agent."""
     ctx.require_admin("registering nodes")
     settings = request.app.state.settings
     node, secret = nodes.create_row(

@@ -23,7 +23,7 @@ def ssh_certificate(
 
 @router.get("/orgs/{org}/ssh/ca")
 def ssh_ca_key(request: Request, session: DbSession, ctx: InOrg) -> api.SshCa:
-    """The CA's public key: boxes that trust it (sshd's TrustedUserCAKeys) let brev in."""
+    """The CA's public key: machines that trust it (sshd's TrustedUserCAKeys) let brev in."""
     return api.SshCa(
         public_key=ssh_ca.public_key(session, request.app.state.secrets),
         install_principal=ssh_ca.install_principal(ctx.org.id),

@@ -1,9 +1,9 @@
-"""`brev nodes add`: the plane logs in to a box over SSH, checks it, installs the agent, and
+"""`brev nodes add`: the plane logs in to a machine over SSH, checks it, installs the agent, and
 waits for the agent's first report. Anything short of that first report is rolled back: the
-box is cleaned and the node forgotten, so there is never a half-registered node.
+machine is cleaned and the node forgotten, so there is never a half-registered node.
 
 The request runs for seconds (an upload, an install, a report), so it holds no database
-transaction while it talks to the box: each write is its own short transaction.
+transaction while it talks to the machine: each write is its own short transaction.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from brev.server.services import events, node_instances, nodes, ssh_ca
 from brev.server.services.scope import OrgContext
 
 if TYPE_CHECKING:
-    from brev.node.scripts import BoxFacts
-    from brev.ssh.remote import RemoteBox
+    from brev.node.scripts import NodeFacts
+    from brev.ssh.remote import SshConnection
 
 
 log = logging.getLogger("brev.server.nodes")
@@ -45,7 +45,7 @@ class InstallOptions:
 
 
 def host_key(body: api.HostKeyQuery) -> api.HostKey:
-    """What the box at host:port shows as its host key, for a person to check and pin."""
+    """What the machine at host:port shows as its host key, for a person to check and pin."""
     from brev.ssh import ca, remote
 
     try:
@@ -82,7 +82,7 @@ def add(
         raise InvalidInput("host_key", error.message) from None
     target = remote.SshTarget(body.host, body.port, body.user)
     try:
-        with remote.RemoteBox(
+        with remote.SshConnection(
             target, host_key=body.host_key, private_key_pem=key, certificate=certificate
         ) as conn:
             facts = _probe(conn)
@@ -104,7 +104,7 @@ def add(
         return nodes.get_detail(session, ctx, body.name)
 
 
-def _probe(conn: RemoteBox) -> BoxFacts:
+def _probe(conn: SshConnection) -> NodeFacts:
     from brev.node import installer
 
     try:
@@ -116,7 +116,7 @@ def _probe(conn: RemoteBox) -> BoxFacts:
 
 
 def _create_node(
-    sessions: sessionmaker[Session], ctx: OrgContext, body: api.NodeAdd, facts: BoxFacts
+    sessions: sessionmaker[Session], ctx: OrgContext, body: api.NodeAdd, facts: NodeFacts
 ) -> tuple[str, str]:
     with transaction(sessions) as session:
         node, secret = nodes.create_row(
@@ -131,7 +131,7 @@ def _create_node(
         return node.id, secret
 
 
-def _install(conn: RemoteBox, facts: BoxFacts, secret: str, options: InstallOptions) -> None:
+def _install(conn: SshConnection, facts: NodeFacts, secret: str, options: InstallOptions) -> None:
     from brev.node import installer
 
     try:
@@ -150,11 +150,11 @@ def _install(conn: RemoteBox, facts: BoxFacts, secret: str, options: InstallOpti
 def _trust_ca(
     sessions: sessionmaker[Session],
     secrets: Secrets,
-    conn: RemoteBox,
+    conn: SshConnection,
     node_id: str,
-    facts: BoxFacts,
+    facts: NodeFacts,
 ) -> None:
-    """Logged in as root: set up the box's sshd for users' certificates. Not as root, or when
+    """Logged in as root: set up the machine's sshd for users' certificates. Not as root, or when
     it fails, the node works all the same; the event says what an admin must do."""
     from brev.node import installer
 
@@ -189,8 +189,8 @@ def _trust_ca(
 def _wait_for_first_report(
     sessions: sessionmaker[Session],
     node_id: str,
-    conn: RemoteBox,
-    facts: BoxFacts,
+    conn: SshConnection,
+    facts: NodeFacts,
     options: InstallOptions,
 ) -> None:
     deadline = time.monotonic() + options.wait_s
@@ -205,14 +205,14 @@ def _wait_for_first_report(
     seen = installer.agent_log_tail(conn.run, facts.node_home)
     raise InstallFailed(
         f"the agent started on {conn.target.address} but did not reach the plane at "
-        f"{options.plane_url} within {options.wait_s:.0f} s; check that the box can reach that "
+        f"{options.plane_url} within {options.wait_s:.0f} s; check that the machine can reach that "
         f"URL (set it with --plane-url or BREV_PUBLIC_URL). The install was rolled back."
         + (f" Agent log: {seen}" if seen else "")
     )
 
 
 def _roll_back(
-    sessions: sessionmaker[Session], conn: RemoteBox, node_id: str, facts: BoxFacts
+    sessions: sessionmaker[Session], conn: SshConnection, node_id: str, facts: NodeFacts
 ) -> None:
     from brev.node import installer
     from brev.ssh.remote import SshError

@@ -129,7 +129,7 @@ def create_row(
 
 def forget(session: Session, node_id: str) -> None:
     """Undo create_row for a node whose install failed: as if it had never been added. Its
-    token stays valid: an agent left running on the box (an uninstall that could not run) is
+    token stays valid: an agent left running on the machine (an uninstall that could not run) is
     then answered 410 `node_removed`, and uninstalls itself, instead of retrying for ever on a
     401."""
     node = session.get(Node, node_id)

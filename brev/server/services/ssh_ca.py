@@ -39,7 +39,7 @@ def public_key(session: Session, secrets: Secrets) -> str:
 
 def install_principal(org_id: str) -> str:
     """The principal of the certificates the plane signs itself to install an agent for org
-    `org_id`: a box whose sshd lists principals (AuthorizedPrincipalsFile) lets such an install
+    `org_id`: a machine whose sshd lists principals (AuthorizedPrincipalsFile) lets such an install
     in only when its owner listed this org's. Per org: a member of another org can never make
     the plane log in to it. The node's agent does not keep it in the list."""
     return f"brev-install-{org_id}"
@@ -47,7 +47,7 @@ def install_principal(org_id: str) -> str:
 
 def plane_login(session: Session, secrets: Secrets, principal: str, org_id: str) -> tuple[str, str]:
     """A fresh key and a short certificate for it, for the plane to log in as `principal` on
-    a box that trusts the CA: (private key PEM, certificate line). Its principals are the
+    a machine that trusts the CA: (private key PEM, certificate line). Its principals are the
     login (sshd without a principals file requires it) and the plane's install principal."""
     from brev.ssh import ca
 
