@@ -9,7 +9,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from brev.api import Assignment, Event, Name, _Model
+from brev.api.agents import Assignment
+from brev.api.base import Name, _Model
+from brev.api.events import Event
 
 
 def _host_name_or_address(value: str) -> str:
