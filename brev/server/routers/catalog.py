@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from brev import api
 from brev.server.db.engine import transaction
-from brev.server.deps import UntiedInOrg
+from brev.server.deps import UntiedInOrg, admin_only
 from brev.server.services import catalog_refresh
 
 router = APIRouter(tags=["catalog"])
@@ -14,6 +14,7 @@ router = APIRouter(tags=["catalog"])
 
 @router.post(
     "/orgs/{org}/catalog/refresh",
+    dependencies=[admin_only("refreshing the catalog", untied=True)],
     responses={
         403: {"model": api.ErrorBody, "description": "the caller is not an admin of the org"},
         409: {"model": api.ErrorBody, "description": "a refresh is already running"},

@@ -5,7 +5,7 @@ from pydantic import TypeAdapter
 
 from brev import api
 from brev.server.conditional import json_or_not_modified
-from brev.server.deps import DbSession, InOrg, UntiedInOrg
+from brev.server.deps import DbSession, InOrg, UntiedInOrg, admin_only
 from brev.server.services import node_install, nodes, ssh_ca
 
 router = APIRouter(tags=["nodes"])
@@ -23,15 +23,18 @@ def get_node(session: DbSession, ctx: InOrg, name: str) -> api.NodeDetail:
     return nodes.get_detail(session, ctx, name)
 
 
-@router.post("/orgs/{org}/nodes/host-key")
+@router.post("/orgs/{org}/nodes/host-key", dependencies=[admin_only("adding nodes", untied=True)])
 def host_key(ctx: UntiedInOrg, body: api.HostKeyQuery) -> api.HostKey:
     """The host key the machine shows the plane, for a person to check before pinning it (org
     admins: it makes the plane connect where it is told)."""
-    ctx.require_admin("adding nodes")
     return node_install.host_key(body)
 
 
-@router.post("/orgs/{org}/nodes", status_code=201)
+@router.post(
+    "/orgs/{org}/nodes",
+    status_code=201,
+    dependencies=[admin_only("adding nodes", untied=True)],
+)
 def add_node(request: Request, ctx: UntiedInOrg, body: api.NodeAdd) -> api.NodeDetail:
     """Log in to the machine over SSH, install the agent, and return once it has reported;
     rolled back (machine cleaned, node forgotten) on any failure."""
@@ -46,13 +49,16 @@ def add_node(request: Request, ctx: UntiedInOrg, body: api.NodeAdd) -> api.NodeD
     )
 
 
-@router.post("/orgs/{org}/nodes/register", status_code=201)
+@router.post(
+    "/orgs/{org}/nodes/register",
+    status_code=201,
+    dependencies=[admin_only("registering nodes")],
+)
 def register_node(
     request: Request, session: DbSession, ctx: InOrg, body: api.NodeRegister
 ) -> api.NodeRegistered:
     """`brev register` on the machine: the node and its agent token; the machine installs
     the agent."""
-    ctx.require_admin("registering nodes")
     settings = request.app.state.settings
     node, secret = nodes.create_row(
         session,
@@ -72,7 +78,7 @@ def register_node(
     )
 
 
-@router.delete("/orgs/{org}/nodes/{name}")
+@router.delete("/orgs/{org}/nodes/{name}", dependencies=[admin_only("removing nodes")])
 def remove_node(session: DbSession, ctx: InOrg, name: str, force: bool = False) -> api.NodeDetail:
     """Refused while instances live on it, unless `force` (which deletes them). The agent
     uninstalls itself at its next report."""

@@ -66,7 +66,6 @@ def add(
 ) -> api.NodeDetail:
     from brev.ssh import ca, remote
 
-    ctx.require_admin("adding nodes")
     with transaction(sessions) as session:
         if node_instances.node_named(session, ctx.org.id, body.name) is not None:
             raise InvalidInput(
