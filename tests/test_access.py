@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from brev.client import BrevClient
-from brev.server.secrets import SecretBox
+from brev.server.secrets import Secrets
 from brev.ssh import ca
 from brev.ssh import config as ssh_config
 from tests.cli_runner import brev, ok
@@ -134,7 +134,7 @@ def _ca_key(server: LiveServer) -> str:
     """The plane's CA private key, as the plane itself unseals it (for forging test certs)."""
     with closing(sqlite3.connect(server.home / "brev.db")) as db:
         sealed = db.execute("SELECT ssh_ca_key FROM plane").fetchone()[0]
-    return str(SecretBox.for_home(server.home).open(sealed)["private_key"])
+    return str(Secrets.for_home(server.home).open(sealed)["private_key"])
 
 
 def _ssh_with_cert(server: LiveServer, box: SshBox, cert: str, command: str) -> int:

@@ -21,7 +21,7 @@ from brev.client import BrevClient
 from brev.providers.registry import make_provider
 from brev.server.db.engine import make_engine, make_sessionmaker
 from brev.server.reconciler.loop import Reconciler
-from brev.server.secrets import SecretBox
+from brev.server.secrets import Secrets
 from tests.cli_runner import brev, ok
 from tests.conftest import LiveServer
 from tests.moto import MotoServer
@@ -100,7 +100,7 @@ def _sweep(home: Path) -> int:
     """One sweep, run in this process against the (stopped) server's database and key."""
     engine = make_engine(f"sqlite:///{home / 'brev.db'}")
     reconciler = Reconciler(
-        make_sessionmaker(engine), SecretBox.for_home(home), make_provider, workers=1
+        make_sessionmaker(engine), Secrets.for_home(home), make_provider, workers=1
     )
     try:
         return reconciler.sweep()

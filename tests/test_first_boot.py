@@ -19,7 +19,7 @@ import pytest
 
 from brev import api
 from brev.client import BrevClient
-from brev.server.secrets import SecretBox
+from brev.server.secrets import Secrets
 from brev.server.services.first_boot import boot_token
 from tests.conftest import LiveServer, Plane, start_server, stop_server
 from tests.moto import MotoServer, live_machines
@@ -31,12 +31,12 @@ STUB = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nvidia-smi
 
 
 def test_boot_tokens_are_stable_per_instance_and_secret_keyed() -> None:
-    box = SecretBox(b"Hk1qzXW8vvZ2o9gZJ6a3tY2v2tJtq0nJfS3d8c2xq9Y=")
-    other = SecretBox(b"2Xq5lV8dGkz0dNw4v7Zb1QJf6Wn9TgYcRr3UeA0sLmE=")
-    assert boot_token(box, "a" * 32) == boot_token(box, "a" * 32)
-    assert boot_token(box, "a" * 32) != boot_token(box, "b" * 32)
-    assert boot_token(box, "a" * 32) != boot_token(other, "a" * 32)
-    assert boot_token(box, "a" * 32).startswith("brev_")
+    secrets = Secrets(b"Hk1qzXW8vvZ2o9gZJ6a3tY2v2tJtq0nJfS3d8c2xq9Y=")
+    other = Secrets(b"2Xq5lV8dGkz0dNw4v7Zb1QJf6Wn9TgYcRr3UeA0sLmE=")
+    assert boot_token(secrets, "a" * 32) == boot_token(secrets, "a" * 32)
+    assert boot_token(secrets, "a" * 32) != boot_token(secrets, "b" * 32)
+    assert boot_token(secrets, "a" * 32) != boot_token(other, "a" * 32)
+    assert boot_token(secrets, "a" * 32).startswith("brev_")
 
 
 def test_the_wheel_endpoint_serves_agents_only(plane: Plane, admin: BrevClient) -> None:
@@ -143,6 +143,6 @@ def test_without_a_public_url_no_agent_is_installed(plane: Plane, admin: BrevCli
     add_instances(plane.settings.database_url, "default", "admin@localhost", ["x"])
     with transaction(plane.app.state.sessions) as session:
         row = session.query(Instance).one()
-        script = first_boot.script(session, row, plane.app.state.secret_box, None)
+        script = first_boot.script(session, row, plane.app.state.secrets, None)
     assert "TrustedUserCAKeys" in script and "no BREV_PUBLIC_URL" in script
     assert "brev.node.boot" not in script

@@ -314,7 +314,7 @@ def test_two_reconcilers_never_step_the_same_instance(
     replicas = [
         Reconciler(
             plane.app.state.sessions,
-            plane.app.state.secret_box,
+            plane.app.state.secrets,
             make_provider,
             workers=4,
             timing=Timing(poll=timedelta(0)),

@@ -29,7 +29,7 @@ from brev.agent import uplink
 from brev.node import workdirs
 from brev.node.scripts import (
     NO_PYTHON_EXIT,
-    BoxFacts,
+    NodeFacts,
     ProbeError,
     install_script,
     node_files,
@@ -441,7 +441,7 @@ def test_probe_output_that_is_not_the_probes() -> None:
         '"python_version": "3.12.3", "systemd": true, "root": false, '
         '"node_home": "/home/u/.brev-node", "hostname": "spark"}\n'
     )
-    assert facts == BoxFacts(
+    assert facts == NodeFacts(
         os="Ubuntu 24.04 LTS",
         arch="aarch64",
         python="/usr/bin/python3.12",

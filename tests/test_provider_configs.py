@@ -8,7 +8,7 @@ from sqlalchemy import text
 from brev import api
 from brev.client import BrevClient, Conflict, Forbidden, InvalidRequest, NotFound
 from brev.server.db.engine import make_engine
-from brev.server.secrets import SecretBox, SecretBoxError
+from brev.server.secrets import Secrets, SecretsError
 from tests.conftest import Plane
 from tests.moto import MotoServer
 from tests.postgres import free_port
@@ -40,20 +40,20 @@ def test_credentials_are_sealed_and_never_returned(
     assert SECRET not in _everything_in_the_database(plane)
     assert admin.events()[0].action == "provider.add"
     # ... and the plane can open them again
-    box: SecretBox = plane.app.state.secret_box
+    secrets: Secrets = plane.app.state.secrets
     engine = make_engine(plane.settings.database_url)
     with engine.connect() as connection:
         sealed = connection.execute(text("SELECT encrypted_config FROM provider_configs")).scalar()
     engine.dispose()
-    assert box.open(str(sealed))["secret_access_key"] == SECRET
+    assert secrets.open(str(sealed))["secret_access_key"] == SECRET
 
 
 def test_another_key_cannot_open_them(
     plane: Plane, admin: BrevClient, moto_server: MotoServer
 ) -> None:
-    sealed = SecretBox.for_home(plane.settings.home).seal({"secret_access_key": SECRET})
-    other = SecretBox(b"0" * 43 + b"=")
-    with pytest.raises(SecretBoxError, match="cannot be decrypted") as error:
+    sealed = Secrets.for_home(plane.settings.home).seal({"secret_access_key": SECRET})
+    other = Secrets(b"0" * 43 + b"=")
+    with pytest.raises(SecretsError, match="cannot be decrypted") as error:
         other.open(sealed)
     assert SECRET not in str(error.value)
 

@@ -27,9 +27,9 @@ from brev.ssh.local import run_local
 from brev.ssh.remote import (
     CommandTimedOut,
     HostKeyChanged,
-    RemoteBox,
     RemoteResult,
     SshAuthRefused,
+    SshConnection,
     SshError,
     SshTarget,
     SshUnreachable,
@@ -171,7 +171,7 @@ def boxes(
 
 
 @pytest.fixture(scope="module")
-def main(boxes: Boxes, keys: Keys) -> Iterator[RemoteBox]:
+def main(boxes: Boxes, keys: Keys) -> Iterator[SshConnection]:
     """One connection to the main box, shared by the tests of `run`."""
     with connect(boxes.main, keys.user_pem) as remote:
         yield remote
@@ -179,8 +179,8 @@ def main(boxes: Boxes, keys: Keys) -> Iterator[RemoteBox]:
 
 def connect(
     box: SshBox, private_pem: str, *, host_key: str | None = None, certificate: str | None = None
-) -> RemoteBox:
-    return RemoteBox(
+) -> SshConnection:
+    return SshConnection(
         box.target(),
         host_key=host_key or box.host_key,
         private_key_pem=private_pem,
@@ -322,9 +322,9 @@ def test_unusable_private_keys_say_why_without_repeating_them(tmp_path: Path) ->
         ca.public_key_line(locked)
     assert "PRIVATE KEY" not in raised.value.message
     assert "\n" not in raised.value.message
-    # RemoteBox refuses it before opening any connection (port 9: nothing listens)
+    # SshConnection refuses it before opening any connection (port 9: nothing listens)
     with pytest.raises(SshError, match="passphrase-protected") as refused:
-        RemoteBox(
+        SshConnection(
             SshTarget("127.0.0.1", 9, "root"),
             host_key=ca.public_key_line(ca.new_private_key()),
             private_key_pem=locked,
@@ -368,7 +368,7 @@ def test_no_file_in_the_repository_turns_host_key_checking_off() -> None:
     assert offenders == []
 
 
-# -- run_local: the twin of RemoteBox.run ---------------------------------------------------
+# -- run_local: the twin of SshConnection.run ---------------------------------------------------
 
 
 def test_run_local_gives_what_a_remote_run_gives() -> None:
@@ -393,7 +393,7 @@ def test_nothing_listening_is_unreachable() -> None:
         "check the host and port (is sshd running?)"
     )
     with pytest.raises(SshUnreachable, match="connection refused"):
-        RemoteBox(
+        SshConnection(
             SshTarget("127.0.0.1", port, "root"),
             host_key=ca.public_key_line(ca.new_private_key()),
             private_key_pem=ca.new_private_key(),
@@ -483,7 +483,7 @@ def test_force_command_runs_instead_of_the_requested_one(boxes: Boxes, keys: Key
 def test_certificate_for_another_key_is_refused_before_connecting(keys: Keys) -> None:
     _, cert = certificate_for(keys, "hugo")
     with pytest.raises(SshError, match="certificate is for key SHA256:"):
-        RemoteBox(
+        SshConnection(
             SshTarget("127.0.0.1", 9, "root"),
             host_key=ca.public_key_line(ca.new_private_key()),
             private_key_pem=keys.user_pem,
@@ -549,7 +549,7 @@ def test_restart_keeps_the_key_and_a_reinstall_is_caught(
 
 
 @pytest.mark.slow
-def test_run_returns_status_stdout_and_stderr(main: RemoteBox) -> None:
+def test_run_returns_status_stdout_and_stderr(main: SshConnection) -> None:
     assert main.run("echo out; echo err >&2; exit 3") == RemoteResult(3, "out\n", "err\n")
     assert main.run("true") == RemoteResult(0, "", "")
     missing = main.run("no-such-command")
@@ -570,7 +570,7 @@ def test_a_dropped_connection_is_reported(boxes: Boxes, keys: Keys) -> None:
 
 
 @pytest.mark.slow
-def test_run_moves_megabytes_both_ways_at_once(main: RemoteBox) -> None:
+def test_run_moves_megabytes_both_ways_at_once(main: SshConnection) -> None:
     data = base64.b64encode(os.urandom(5 * MIB))[: 5 * MIB]
     digest = hashlib.sha256(data).hexdigest()
     assert main.run("sha256sum", stdin=data).stdout.split()[0] == digest
@@ -584,14 +584,14 @@ def test_run_moves_megabytes_both_ways_at_once(main: RemoteBox) -> None:
 
 
 @pytest.mark.slow
-def test_run_times_out_and_the_connection_lives_on(main: RemoteBox) -> None:
+def test_run_times_out_and_the_connection_lives_on(main: SshConnection) -> None:
     with pytest.raises(CommandTimedOut, match=r"`sleep 5` did not finish within 0\.5 s"):
         main.run("sleep 5", timeout=0.5)
     assert main.run("echo still here").stdout == "still here\n"
 
 
 @pytest.mark.slow
-def test_sessions_see_the_box_bin_and_node_home(boxes: Boxes, main: RemoteBox) -> None:
+def test_sessions_see_the_box_bin_and_node_home(boxes: Boxes, main: SshConnection) -> None:
     done = main.run('echo "$PATH"; echo "$BREV_NODE_HOME"; command -v nvidia-smi')
     path, node_home, nvidia_smi = done.stdout.splitlines()
     assert path.split(":")[0] == str(boxes.main.bin_dir)
@@ -600,7 +600,7 @@ def test_sessions_see_the_box_bin_and_node_home(boxes: Boxes, main: RemoteBox) -
 
 
 @pytest.mark.slow
-def test_gpus_of_each_box(boxes: Boxes, keys: Keys, main: RemoteBox) -> None:
+def test_gpus_of_each_box(boxes: Boxes, keys: Keys, main: SshConnection) -> None:
     query = "nvidia-smi --query-gpu=index,name --format=csv,noheader"
     assert main.run(query) == RemoteResult(0, "0, NVIDIA H200\n1, NVIDIA H200\n", "")
     with connect(boxes.one_gpu, keys.user_pem) as remote:
@@ -619,7 +619,7 @@ def test_gpus_of_each_box(boxes: Boxes, keys: Keys, main: RemoteBox) -> None:
 
 
 @pytest.mark.slow
-def test_boxes_without_a_usable_python3(boxes: Boxes, keys: Keys, main: RemoteBox) -> None:
+def test_boxes_without_a_usable_python3(boxes: Boxes, keys: Keys, main: SshConnection) -> None:
     probe = "python3 -c 'import sys; print(sys.version_info >= (3, 8))'"
     assert main.run(probe) == RemoteResult(0, "True\n", "")
     with connect(boxes.one_gpu, keys.user_pem) as remote:

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from brev.api import _Model
+from brev.api.base import _Model
 
 
 class GpuSource(StrEnum):

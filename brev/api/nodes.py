@@ -9,7 +9,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from brev.api import Assignment, Event, Name, _Model
+from brev.api.agents import Assignment
+from brev.api.base import Name, _Model
+from brev.api.events import Event
 
 
 def _host_name_or_address(value: str) -> str:
@@ -82,7 +84,7 @@ class Node(_Model):
 
 class NodeDetail(Node):
     host_keys: list[str] = Field(description="pinned OpenSSH host keys")
-    node_home: str | None = Field(description="the agent's folder on the box")
+    node_home: str | None = Field(description="the agent's folder on the machine")
     install_mode: str | None = Field(description="systemd, or supervised (a restart loop)")
     python: str | None
     telemetry: dict[str, Any] = Field(description="the agent's last report")
@@ -109,27 +111,27 @@ class NodeAdd(_Model):
     port: int = Field(22, ge=1, le=65535)
     user: Login
     host_key: Annotated[str, Field(max_length=16384)] = Field(
-        description="the box's OpenSSH host key, pinned; see POST .../nodes/host-key"
+        description="the machine's OpenSSH host key, pinned; see POST .../nodes/host-key"
     )
     private_key: Annotated[str, Field(max_length=16384)] | None = Field(
         None,
-        description="private key the box accepts, used for the install and then forgotten; "
-        "null: a certificate from the plane's SSH CA (for boxes that trust it)",
+        description="private key the machine accepts, used for the install and then forgotten; "
+        "null: a certificate from the plane's SSH CA (for machines that trust it)",
     )
     price_per_hour: float | None = Field(None, ge=0, description="internal USD/h per GPU")
     plane_url: Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s]+$")] | None = Field(
-        None, description="where the box's agent reaches the plane; default: the URL called"
+        None, description="where the machine's agent reaches the plane; default: the URL called"
     )
 
 
 class NodeRegister(_Model):
-    """`brev register`, run on the box itself: the plane makes the node and its agent token."""
+    """`brev register`, run on the machine itself: the plane makes the node and its agent token."""
 
     name: Name
-    facts: dict[str, Any] = Field(description="the box's probe: os, arch, python, node_home...")
+    facts: dict[str, Any] = Field(description="the machine's probe: os, arch, python, node_home...")
     host_keys: list[str] = Field(default_factory=list, max_length=16)
     price_per_hour: float | None = Field(None, ge=0)
-    ssh_host: Host | None = Field(None, description="where users reach the box's sshd")
+    ssh_host: Host | None = Field(None, description="where users reach the machine's sshd")
     ssh_port: int = Field(22, ge=1, le=65535)
     ssh_user: Login | None = None
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from brev.api import _Model
+from brev.api.base import _Model
 
 
 class ProviderConfigAdd(_Model):

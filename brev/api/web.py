@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import Field, model_validator
 
-from brev.api import _Model
+from brev.api.base import _Model
 
 
 class WebSessionCreate(_Model):

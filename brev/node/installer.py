@@ -1,8 +1,8 @@
-"""The agent's install on a box, step by step, through whatever runs commands there: the
+"""The agent's install on a machine, step by step, through whatever runs commands there: the
 plane's SSH connection (`brev nodes add`) or this machine's shell (`brev register`).
 
 Each step is one shell command with stdin, so the same code serves both, and every failure is
-an InstallError whose message names the box and the step."""
+an InstallError whose message names the machine and the step."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ class InstallError(BrevError):
     pass
 
 
-def probe(run: Runner, where: str) -> scripts.BoxFacts:
-    """What the box is (OS, arch, a Python >= 3.11, systemd, where the agent goes)."""
+def probe(run: Runner, where: str) -> scripts.NodeFacts:
+    """What the machine is (OS, arch, a Python >= 3.11, systemd, where the agent goes)."""
     result = run("sh -s", stdin=scripts.probe_script().encode(), timeout=60)
     if result.exit_code != 0:
         raise InstallError(f"{where}: {last_line(result.stderr)}")
@@ -39,7 +39,7 @@ def probe(run: Runner, where: str) -> scripts.BoxFacts:
 
 
 def refuse_existing(run: Runner, where: str, node_home: str) -> None:
-    """An agent of brev already lives in `node_home` (this box is a node of some org, maybe
+    """An agent of brev already lives in `node_home` (this machine is a node of some org, maybe
     another's): refused before anything is written, so an install can never replace, nor its
     rollback remove, what is there."""
     home = shlex.quote(node_home)
@@ -47,7 +47,7 @@ def refuse_existing(run: Runner, where: str, node_home: str) -> None:
     if "installed" in result.stdout:
         raise InstallError(
             f"brev's agent is already installed in {node_home} on {where}; remove that node "
-            f"first (`brev nodes rm NAME`, in the org that has it), or on the box run "
+            f"first (`brev nodes rm NAME`, in the org that has it), or on the machine run "
             f"{node_home}/bin/brev-node-uninstall"
         )
 
@@ -55,7 +55,7 @@ def refuse_existing(run: Runner, where: str, node_home: str) -> None:
 def install(
     run: Runner,
     where: str,
-    facts: scripts.BoxFacts,
+    facts: scripts.NodeFacts,
     *,
     token: str,
     plane_url: str,
@@ -94,9 +94,9 @@ def install(
 
 
 def trust_ca(run: Runner, where: str, ca_public_key: str, node_home: str) -> None:
-    """Make the box's sshd accept the plane's certificates for the principals its agent lists
+    """Make the machine's sshd accept the plane's certificates for the principals its agent lists
     in `<node_home>/authorized_principals` (root only: it writes sshd's configuration).
-    BREV_SSHD_CONFIG_DIR on the box points it elsewhere than /etc/ssh (tests); sshd is reloaded
+    BREV_SSHD_CONFIG_DIR on the machine points it elsewhere than /etc/ssh (tests); sshd is reloaded
     only for /etc/ssh."""
     principals = shlex.quote(f"{node_home}/authorized_principals")
     script = f"""set -eu

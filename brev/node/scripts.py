@@ -42,28 +42,28 @@ class ProbeError(BrevError):
 
 
 @dataclass(frozen=True)
-class BoxFacts:
+class NodeFacts:
     os: str
     arch: str
     python: str  # absolute path of an interpreter >= 3.11
     python_version: str
-    systemd: bool  # systemd runs the box and we are root: the agent can be a unit
+    systemd: bool  # systemd runs the machine and we are root: the agent can be a unit
     root: bool
     node_home: str  # absolute
     hostname: str
 
 
 def probe_script() -> str:
-    """Prints one line of JSON about the box (see BoxFacts); exits 3 without Python >= 3.11."""
+    """Prints one line of JSON about the machine (see NodeFacts); exits 3 without Python >= 3.11."""
     return _PROBE
 
 
-def parse_probe(stdout: str) -> BoxFacts:
+def parse_probe(stdout: str) -> NodeFacts:
     """The facts in the probe's output; its last JSON line, past anything a profile printed."""
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     try:
         facts = json.loads(lines[-1])
-        return BoxFacts(
+        return NodeFacts(
             os=str(facts["os"]),
             arch=str(facts["arch"]),
             python=str(facts["python"]),
@@ -74,7 +74,7 @@ def parse_probe(stdout: str) -> BoxFacts:
             hostname=str(facts["hostname"]),
         )
     except (IndexError, ValueError, KeyError, TypeError):
-        raise ProbeError(f"the box answered the probe with {stdout.strip()[:200]!r}") from None
+        raise ProbeError(f"the machine answered the probe with {stdout.strip()[:200]!r}") from None
 
 
 def node_files(
@@ -237,7 +237,7 @@ _COMMON = r"""BIN=$NODE_HOME/bin
 MARKER=$NODE_HOME/.brev-node
 PIDFILE=$NODE_HOME/agent.pid
 
-# The unit is this home's when it says so (one unit name per box).
+# The unit is this home's when it says so (one unit name per machine).
 unit_is_ours() {
     [ -f "$UNIT" ] && grep -qxF "# node home: $NODE_HOME" "$UNIT" 2>/dev/null
 }
@@ -284,7 +284,7 @@ if [ ! -f "$MARKER" ]; then
     for entry in "$NODE_HOME"/* "$NODE_HOME"/.[!.]* "$NODE_HOME"/..?*; do
         [ -e "$entry" ] || [ -L "$entry" ] || continue
         case ${entry##*/} in
-            # authorized_principals: sshd's list, which a box's setup may seed (with the
+            # authorized_principals: sshd's list, which a machine's setup may seed (with the
             # plane's install principal) before the first install.
             agent.token | brev-*.whl | authorized_principals) ;;
             *) fail "refusing to install into $NODE_HOME: it holds ${entry##*/}," \

@@ -39,7 +39,7 @@ from brev.server.routers import (
     tokens,
     web_sessions,
 )
-from brev.server.secrets import SecretBox
+from brev.server.secrets import Secrets
 from brev.server.settings import ServerSettings
 from brev.server.web import add_dashboard
 
@@ -72,12 +72,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.metrics = Metrics(app.state.sessions)
-    app.state.secret_box = SecretBox.for_home(settings.home)
+    app.state.secrets = Secrets.for_home(settings.home)
     app.state.ingest = ReportIngest(app.state.sessions)
     use_overlay(settings.home / "catalog")  # offers refreshed by `brev catalog refresh`
     app.state.reconciler = Reconciler(
         app.state.sessions,
-        app.state.secret_box,
+        app.state.secrets,
         make_provider,
         interval=settings.reconcile_interval,
         lease=timedelta(seconds=settings.reconcile_lease),

@@ -1,9 +1,10 @@
-"""FastAPI dependencies: a transaction per request, the caller, the caller's org."""
+"""FastAPI dependencies: a transaction per request, the caller, the caller's org, admin-only
+routes, agents."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
@@ -72,7 +73,7 @@ def get_org_context_untied(
     request: Request, org: Annotated[str, Path(description="org name")]
 ) -> OrgContext:
     """The caller's org, checked in a transaction of its own: for handlers that talk to
-    something slow (a box over SSH) and must not hold a transaction, and so SQLite's write
+    something slow (a machine over SSH) and must not hold a transaction, and so SQLite's write
     lock, while they wait."""
     with request.app.state.sessions() as session, session.begin():
         return org_context(session, get_principal(request, session), org)
@@ -90,6 +91,20 @@ def get_org_context(
 
 
 InOrg = Annotated[OrgContext, Depends(get_org_context)]
+
+
+def admin_only(action: str, *, untied: bool = False) -> Any:
+    """For a route's `dependencies`: 403 "`action` needs the admin role in org ..." unless the
+    caller is an admin of the path's org. `untied`: the route takes UntiedInOrg (FastAPI
+    caches a dependency per request, so the org is looked up once either way)."""
+
+    def in_org(ctx: InOrg) -> None:
+        ctx.require_admin(action)
+
+    def in_org_untied(ctx: UntiedInOrg) -> None:
+        ctx.require_admin(action)
+
+    return Depends(in_org_untied if untied else in_org)
 
 
 def get_agent(request: Request, session: DbSession) -> Principal:

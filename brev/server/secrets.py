@@ -17,24 +17,27 @@ from brev.errors import BrevError
 from brev.home import write_private_file
 
 
-class SecretBoxError(BrevError):
+class SecretsError(BrevError):
     pass
 
 
-class SecretBox:
+class Secrets:
+    """Seals what the plane keeps but never shows (provider credentials, the SSH CA's key)
+    with one Fernet key, opens it again, and derives HMAC keys from the same secret."""
+
     def __init__(self, key: bytes) -> None:
         try:
             self._fernet = Fernet(key)
             self._key = key
         except ValueError:
-            raise SecretBoxError(
+            raise SecretsError(
                 "BREV_SECRET_KEY is not a valid key: make one with "
                 "`python -c 'from cryptography.fernet import Fernet; "
                 "print(Fernet.generate_key().decode())'`"
             ) from None
 
     @classmethod
-    def for_home(cls, home: Path) -> SecretBox:
+    def for_home(cls, home: Path) -> Secrets:
         configured = os.environ.get("BREV_SECRET_KEY")
         if configured:
             return cls(configured.encode())
@@ -56,7 +59,7 @@ class SecretBox:
         try:
             opened: dict[str, Any] = json.loads(self._fernet.decrypt(sealed.encode()))
         except InvalidToken:
-            raise SecretBoxError(
+            raise SecretsError(
                 "stored credentials cannot be decrypted: this server's BREV_SECRET_KEY "
                 "(or $BREV_HOME/secret.key) is not the one they were stored with"
             ) from None

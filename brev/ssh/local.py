@@ -1,4 +1,4 @@
-"""The local twin of `RemoteBox.run`: the same scripts, run on this machine.
+"""The local twin of `SshConnection.run`: the same scripts, run on this machine.
 
 The plane and the CLI run their node scripts either over SSH or here (a box registering
 itself, `brev` on the box); both give the same RemoteResult and raise the same

@@ -198,11 +198,11 @@ class ParamikoSession:
         self._transport: Transport | None = None
 
     def wait_up(self, timeout: float) -> bool:
-        from brev.ssh.remote import HostKeyChanged, RemoteBox, SshError
+        from brev.ssh.remote import HostKeyChanged, SshConnection, SshError
 
         login = login_of(ssh_config.paths(), self._alias)
         try:
-            box = RemoteBox(
+            connection = SshConnection(
                 login.target,
                 host_key=login.host_key,
                 private_key_pem=login.private_key,
@@ -214,8 +214,8 @@ class ParamikoSession:
         except SshError as error:
             self._reason = error.message
             return False
-        # RemoteBox runs commands; a tunnel needs its transport for direct-tcpip channels.
-        transport: Transport = box.transport
+        # SshConnection runs commands; a tunnel needs its transport for direct-tcpip channels.
+        transport: Transport = connection.transport
         transport.set_keepalive(ALIVE_INTERVAL_S)
         self._transport = transport
         self._tunnel.transport = transport

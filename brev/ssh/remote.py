@@ -223,8 +223,8 @@ def _attach_certificate(pkey: PKey, key: ca.SshPrivateKey, certificate: str) -> 
     pkey.load_certificate(certificate.strip())
 
 
-class RemoteBox:
-    """An SSH connection to one box, its host key checked against the pinned one.
+class SshConnection:
+    """An SSH connection to one machine, its host key checked against the pinned one.
 
     Use it as a context manager; `run` may be called many times (and from several threads:
     each command gets its own channel)."""
@@ -346,7 +346,7 @@ class RemoteBox:
     def close(self) -> None:
         self._transport.close()
 
-    def __enter__(self) -> RemoteBox:
+    def __enter__(self) -> SshConnection:
         return self
 
     def __exit__(

@@ -241,7 +241,9 @@ class Node(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_heartbeat_at: Mapped[datetime | None]
     removed_at: Mapped[datetime | None]
-    node_home: Mapped[str | None] = mapped_column(String(255), doc="the agent's folder on the box")
+    node_home: Mapped[str | None] = mapped_column(
+        String(255), doc="the agent's folder on the machine"
+    )
     install_mode: Mapped[str | None] = mapped_column(String(16), doc="systemd or supervised")
     python: Mapped[str | None] = mapped_column(String(255))
     # As for instances: the sequence number of the agent's newest report, to drop re-sends.

@@ -3,7 +3,7 @@
 The provider's "running" says only that the cloud started it. brev calls an instance running
 once its agent has reported since this boot began (which also pins its SSH host keys), or, for
 an image without the agent, once its sshd answers with an SSH banner. A first boot that is not
-reachable within the timeout is given back and the next placement tried: nobody pays for a box
+reachable within the timeout is given back and the next placement tried: nobody pays for a machine
 nobody can enter (a broken image, a driver that never loads).
 
 Probes: "agent+ssh" (the default), "agent" (no connection from the plane to the machine), and

@@ -32,7 +32,7 @@ from brev.server.reconciler import (
 )
 from brev.server.reconciler.snapshot import Change, Recorder, Snapshot, Timing
 from brev.server.reconciler.steps import step
-from brev.server.secrets import SecretBox
+from brev.server.secrets import Secrets
 from brev.server.services import events, first_boot, provider_configs
 
 log = logging.getLogger("brev.reconciler")
@@ -44,7 +44,7 @@ class Reconciler:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        box: SecretBox,
+        secrets: Secrets,
         make_provider: ProviderFactory,
         *,
         interval: float = 1.0,
@@ -60,7 +60,7 @@ class Reconciler:
         self.owner = replica or f"reconciler-{uuid.uuid4().hex[:12]}"
         self._dead_after = dead_after
         self._sessions = sessions
-        self._box = box
+        self._secrets = secrets
         self._make_provider = make_provider
         self._interval = interval
         self._lease = lease
@@ -186,7 +186,7 @@ class Reconciler:
             boot = None
             if row.status in (S.PENDING, S.PROVISIONING) and row.desired_status != S.DELETED:
                 # May add the instance's first-boot agent token: hence a transaction.
-                boot = first_boot.script(session, row, self._box, self._public_url)
+                boot = first_boot.script(session, row, self._secrets, self._public_url)
             snapshot = Snapshot.of(row, org_name, self.plane_id, boot)
 
         def write(change: Change) -> None:
@@ -210,7 +210,7 @@ class Reconciler:
         """The org's provider, built once per configuration (clients are costly to make); the
         offers route asks the same clients where they have capacity now."""
         with self._sessions() as session:
-            config = provider_configs.load_config(session, org_id, name, self._box)
+            config = provider_configs.load_config(session, org_id, name, self._secrets)
         fingerprint = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
         with self._providers_lock:
             cached = self._providers.get((org_id, name))

@@ -5,7 +5,7 @@ from pydantic import TypeAdapter
 
 from brev import api
 from brev.server.conditional import json_or_not_modified
-from brev.server.deps import DbSession, InOrg, UntiedInOrg
+from brev.server.deps import DbSession, InOrg, UntiedInOrg, admin_only
 from brev.server.services import node_install, nodes, ssh_ca
 
 router = APIRouter(tags=["nodes"])
@@ -23,18 +23,21 @@ def get_node(session: DbSession, ctx: InOrg, name: str) -> api.NodeDetail:
     return nodes.get_detail(session, ctx, name)
 
 
-@router.post("/orgs/{org}/nodes/host-key")
+@router.post("/orgs/{org}/nodes/host-key", dependencies=[admin_only("adding nodes", untied=True)])
 def host_key(ctx: UntiedInOrg, body: api.HostKeyQuery) -> api.HostKey:
-    """The host key the box shows the plane, for a person to check before pinning it (org
+    """The host key the machine shows the plane, for a person to check before pinning it (org
     admins: it makes the plane connect where it is told)."""
-    ctx.require_admin("adding nodes")
     return node_install.host_key(body)
 
 
-@router.post("/orgs/{org}/nodes", status_code=201)
+@router.post(
+    "/orgs/{org}/nodes",
+    status_code=201,
+    dependencies=[admin_only("adding nodes", untied=True)],
+)
 def add_node(request: Request, ctx: UntiedInOrg, body: api.NodeAdd) -> api.NodeDetail:
-    """Log in to the box over SSH, install the agent, and return once it has reported;
-    rolled back (box cleaned, node forgotten) on any failure."""
+    """Log in to the machine over SSH, install the agent, and return once it has reported;
+    rolled back (machine cleaned, node forgotten) on any failure."""
     settings = request.app.state.settings
     options = node_install.InstallOptions(
         plane_url=body.plane_url or settings.public_url or str(request.base_url).rstrip("/"),
@@ -42,16 +45,20 @@ def add_node(request: Request, ctx: UntiedInOrg, body: api.NodeAdd) -> api.NodeD
         wait_s=settings.node_install_wait,
     )
     return node_install.add(
-        request.app.state.sessions, request.app.state.secret_box, ctx, body, options
+        request.app.state.sessions, request.app.state.secrets, ctx, body, options
     )
 
 
-@router.post("/orgs/{org}/nodes/register", status_code=201)
+@router.post(
+    "/orgs/{org}/nodes/register",
+    status_code=201,
+    dependencies=[admin_only("registering nodes")],
+)
 def register_node(
     request: Request, session: DbSession, ctx: InOrg, body: api.NodeRegister
 ) -> api.NodeRegistered:
-    """`brev register` on the box: the node and its agent token; the box installs the agent."""
-    ctx.require_admin("registering nodes")
+    """`brev register` on the machine: the node and its agent token; the machine installs
+    the agent."""
     settings = request.app.state.settings
     node, secret = nodes.create_row(
         session,
@@ -66,12 +73,12 @@ def register_node(
         node=nodes.get_detail(session, ctx, node.name),
         token=secret,
         plane_url=settings.public_url or str(request.base_url).rstrip("/"),
-        ssh_ca_public_key=ssh_ca.public_key(session, request.app.state.secret_box),
+        ssh_ca_public_key=ssh_ca.public_key(session, request.app.state.secrets),
         report_interval_seconds=settings.node_report_interval,
     )
 
 
-@router.delete("/orgs/{org}/nodes/{name}")
+@router.delete("/orgs/{org}/nodes/{name}", dependencies=[admin_only("removing nodes")])
 def remove_node(session: DbSession, ctx: InOrg, name: str, force: bool = False) -> api.NodeDetail:
     """Refused while instances live on it, unless `force` (which deletes them). The agent
     uninstalls itself at its next report."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from brev import api
-from brev.server.deps import Caller, DbSession, InOrg
+from brev.server.deps import Caller, DbSession, InOrg, admin_only
 from brev.server.services import orgs
 
 router = APIRouter(tags=["orgs"])
@@ -34,18 +34,20 @@ def list_members(session: DbSession, ctx: InOrg) -> list[api.Member]:
     return orgs.list_members(session, ctx)
 
 
-@router.post("/orgs/{org}/members", status_code=201)
+@router.post("/orgs/{org}/members", status_code=201, dependencies=[admin_only("adding members")])
 def add_member(session: DbSession, ctx: InOrg, body: api.MemberAdd) -> api.MemberAdded:
     return orgs.add_member(session, ctx, body)
 
 
-@router.put("/orgs/{org}/members/{email}")
+@router.put("/orgs/{org}/members/{email}", dependencies=[admin_only("changing roles")])
 def set_member_role(session: DbSession, ctx: InOrg, email: str, body: api.MemberRole) -> api.Member:
     """Change a member's role (admins only); 409 for the org's last admin."""
     return orgs.set_role(session, ctx, email, body.role)
 
 
-@router.delete("/orgs/{org}/members/{email}", status_code=204)
+@router.delete(
+    "/orgs/{org}/members/{email}", status_code=204, dependencies=[admin_only("removing members")]
+)
 def remove_member(session: DbSession, ctx: InOrg, email: str) -> Response:
     orgs.remove_member(session, ctx, email)
     return Response(status_code=204)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from brev import api
-from brev.server.deps import Caller, DbSession, InOrg
+from brev.server.deps import Caller, DbSession, InOrg, admin_only
 from brev.server.services import provider_configs
 
 router = APIRouter(tags=["providers"])
@@ -20,14 +20,22 @@ def list_providers(session: DbSession, ctx: InOrg) -> list[api.ProviderConfig]:
     return provider_configs.list_configs(session, ctx)
 
 
-@router.post("/orgs/{org}/providers", status_code=201)
+@router.post(
+    "/orgs/{org}/providers",
+    status_code=201,
+    dependencies=[admin_only("adding provider credentials")],
+)
 def add_provider(
     request: Request, session: DbSession, ctx: InOrg, body: api.ProviderConfigAdd
 ) -> api.ProviderConfig:
-    return provider_configs.add(session, ctx, body, request.app.state.secret_box)
+    return provider_configs.add(session, ctx, body, request.app.state.secrets)
 
 
-@router.delete("/orgs/{org}/providers/{provider}", status_code=204)
+@router.delete(
+    "/orgs/{org}/providers/{provider}",
+    status_code=204,
+    dependencies=[admin_only("removing provider credentials")],
+)
 def remove_provider(session: DbSession, ctx: InOrg, provider: str) -> Response:
     provider_configs.remove(session, ctx, provider)
     return Response(status_code=204)

@@ -18,13 +18,13 @@ def ssh_certificate(
     """A certificate for the caller's key that opens the org's instances (and, for admins,
     nodes), and the machines with their addresses and pinned host keys."""
     lifetime = timedelta(hours=request.app.state.settings.ssh_certificate_hours)
-    return ssh_access.certificate(session, ctx, request.app.state.secret_box, body, lifetime)
+    return ssh_access.certificate(session, ctx, request.app.state.secrets, body, lifetime)
 
 
 @router.get("/orgs/{org}/ssh/ca")
 def ssh_ca_key(request: Request, session: DbSession, ctx: InOrg) -> api.SshCa:
-    """The CA's public key: boxes that trust it (sshd's TrustedUserCAKeys) let brev in."""
+    """The CA's public key: machines that trust it (sshd's TrustedUserCAKeys) let brev in."""
     return api.SshCa(
-        public_key=ssh_ca.public_key(session, request.app.state.secret_box),
+        public_key=ssh_ca.public_key(session, request.app.state.secrets),
         install_principal=ssh_ca.install_principal(ctx.org.id),
     )

@@ -13,7 +13,7 @@ from brev import api
 from brev.server.auth import Principal
 from brev.server.db.models import ApiToken, Instance, utcnow
 from brev.server.errors import Forbidden, InvalidInput, NotFound
-from brev.server.services import events, gpu_metrics, tokens
+from brev.server.services import events, gpu_metrics, report_seq, tokens
 from brev.server.services.instances import find
 from brev.server.services.scope import OrgContext
 
@@ -47,15 +47,13 @@ def accept_reports(
     instance = session.get(Instance, agent.token_instance_id)
     if instance is None or instance.deleted_at is not None:
         raise NotFound("this agent's instance no longer exists")
-    accepted = 0
-    for item in sorted(body.reports, key=lambda r: r.seq):
-        if item.seq <= instance.last_report_seq:
-            continue
+    fresh = report_seq.unseen(body.reports, instance.last_report_seq)
+    for item in fresh:
         _record_faults(session, instance, item.report)
         instance.telemetry = item.report
         gpu_metrics.record(session, instance.id, item.report)
         instance.last_report_seq = item.seq
-        accepted += 1
+    accepted = len(fresh)
     if accepted:
         _mark_alive(session, instance, body.reports[-1].report, body.interval_seconds)
     return api.AgentReportsAccepted(accepted=accepted, last_seq=instance.last_report_seq)

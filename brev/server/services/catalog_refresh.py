@@ -1,7 +1,7 @@
 """Refresh the offer catalog from the providers' APIs, with an org's stored credentials.
 
 Three steps, so that no database transaction stays open while a cloud answers:
-`prepare` (in a short transaction: the caller must be an admin; decrypt the org's configs),
+`prepare` (in a short transaction: decrypt the org's configs; the route admits admins only),
 `run` (no database: ask each provider, write `$BREV_HOME/catalog/<provider>.csv`, reload the
 catalog) and `record` (in another short transaction: the audit event).
 
@@ -23,7 +23,7 @@ from brev import api
 from brev.catalog.offers import load_catalog, reload_catalog, shipped_offers
 from brev.catalog.refresh import REFRESHERS, RefreshResult, combine, write_offers
 from brev.server.errors import Conflict
-from brev.server.secrets import SecretBox
+from brev.server.secrets import Secrets
 from brev.server.services import events
 from brev.server.services.provider_configs import configured, load_config
 from brev.server.services.scope import OrgContext
@@ -42,10 +42,9 @@ class RefreshJob:
     configs: dict[str, dict[str, Any]]  # provider -> decrypted config, for those with a refresher
 
 
-def prepare(session: Session, ctx: OrgContext, box: SecretBox) -> RefreshJob:
-    ctx.require_admin("refreshing the catalog")
+def prepare(session: Session, ctx: OrgContext, secrets: Secrets) -> RefreshJob:
     configs = {
-        provider: load_config(session, ctx.org.id, provider, box)
+        provider: load_config(session, ctx.org.id, provider, secrets)
         for provider in configured(session, ctx.org.id)
         if provider in REFRESHERS
     }

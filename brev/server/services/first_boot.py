@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from brev.server.auth import TOKEN_PREFIX, hash_secret, visible_prefix
 from brev.server.db.models import ApiToken, Instance, utcnow
-from brev.server.secrets import SecretBox
+from brev.server.secrets import Secrets
 from brev.server.services import ssh_access, ssh_ca
 
 # Where the agent lives on a cloud instance (a node's default is ~/.brev-node).
@@ -27,14 +27,14 @@ AGENT_HOME = "/opt/brev-agent"
 REPORT_INTERVAL_S = 10.0
 
 
-def boot_token(box: SecretBox, instance_id: str) -> str:
-    digest = hmac.new(box.derivation_key(), f"agent:{instance_id}".encode(), hashlib.sha256)
+def boot_token(secrets: Secrets, instance_id: str) -> str:
+    digest = hmac.new(secrets.derivation_key(), f"agent:{instance_id}".encode(), hashlib.sha256)
     return TOKEN_PREFIX + base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
 
 
-def ensure_boot_token(session: Session, instance: Instance, box: SecretBox) -> str:
+def ensure_boot_token(session: Session, instance: Instance, secrets: Secrets) -> str:
     """The instance's first-boot agent token, its row made the first time."""
-    secret = boot_token(box, instance.id)
+    secret = boot_token(secrets, instance.id)
     hashed = hash_secret(secret)
     if session.scalar(select(ApiToken.id).where(ApiToken.secret_hash == hashed)) is None:
         session.add(
@@ -53,18 +53,18 @@ def ensure_boot_token(session: Session, instance: Instance, box: SecretBox) -> s
     return secret
 
 
-def script(session: Session, instance: Instance, box: SecretBox, plane_url: str | None) -> str:
+def script(session: Session, instance: Instance, secrets: Secrets, plane_url: str | None) -> str:
     """The first-boot shell script (bash, as root, from cloud-init or GCP's startup script)."""
-    parts = ["# brev: first boot (SSH CA trust, agent)", _trust_ca(session, instance, box)]
+    parts = ["# brev: first boot (SSH CA trust, agent)", _trust_ca(session, instance, secrets)]
     if plane_url:
-        parts.append(_agent(session, instance, box, plane_url))
+        parts.append(_agent(session, instance, secrets, plane_url))
     else:
         parts.append("echo 'brev: the plane has no BREV_PUBLIC_URL: no agent on this instance' >&2")
     return "\n".join(parts) + "\n"
 
 
-def _trust_ca(session: Session, instance: Instance, box: SecretBox) -> str:
-    ca_key = shlex.quote(ssh_ca.public_key(session, box))
+def _trust_ca(session: Session, instance: Instance, secrets: Secrets) -> str:
+    ca_key = shlex.quote(ssh_ca.public_key(session, secrets))
     principal = shlex.quote(ssh_access.instance_principal(instance.id))
     return f"""(
     set -e
@@ -80,8 +80,8 @@ def _trust_ca(session: Session, instance: Instance, box: SecretBox) -> str:
 ) || echo 'brev: could not set up SSH CA trust' >&2"""
 
 
-def _agent(session: Session, instance: Instance, box: SecretBox, plane_url: str) -> str:
-    token = ensure_boot_token(session, instance, box)
+def _agent(session: Session, instance: Instance, secrets: Secrets, plane_url: str) -> str:
+    token = ensure_boot_token(session, instance, secrets)
     url = shlex.quote(plane_url.rstrip("/"))
     wheel_url = shlex.quote(plane_url.rstrip("/") + "/api/v1/agent/wheel")
     # The wheel comes from the plane (no PyPI needed), the token is in a 0600 file before

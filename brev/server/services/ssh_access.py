@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from brev import api
 from brev.server.db.models import Instance, Node, utcnow
 from brev.server.errors import InvalidInput
-from brev.server.secrets import SecretBox
+from brev.server.secrets import Secrets
 from brev.server.services import run_tokens, scheduler, ssh_ca
 from brev.server.services.scope import OrgContext
 
@@ -37,7 +37,7 @@ def node_principal(node_id: str) -> str:
 def certificate(
     session: Session,
     ctx: OrgContext,
-    box: SecretBox,
+    secrets: Secrets,
     body: api.SshCertificateRequest,
     lifetime: timedelta,
 ) -> api.SshCertificate:
@@ -62,7 +62,7 @@ def certificate(
     if ctx.role == api.Role.ADMIN and not run_tokens.is_run(ctx.principal):
         machines += [(_node_target(n), node_principal(n.id)) for n in nodes.values()]
     now = utcnow()
-    ca_key = ssh_ca.private_key(session, box)
+    ca_key = ssh_ca.private_key(session, secrets)
     targets = [
         target.model_copy(
             update={
