@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from brev.server.db.engine import make_engine, make_sessionmaker, transaction
-from brev.server.db.models import Instance, Org, User
+from brev.server.db.models import Instance, Org, User, utcnow
 
 
-def add_instances(database_url: str, org: str, creator_email: str, names: list[str]) -> None:
+def add_instances(
+    database_url: str,
+    org: str,
+    creator_email: str,
+    names: list[str],
+    created_ago: timedelta = timedelta(0),
+) -> None:
+    """Running instances straight into the database; `created_ago`: an age that two listings a
+    second apart print alike (`3h`, where `0s` and `1s` differ)."""
     engine = make_engine(database_url)
     try:
         with transaction(make_sessionmaker(engine)) as session:
@@ -29,6 +39,7 @@ def add_instances(database_url: str, org: str, creator_email: str, names: list[s
                     region="us-east-1",
                     instance_type="p4de.24xlarge",
                     price_per_hour=40.97,
+                    created_at=utcnow() - created_ago,
                 )
                 for name in names
             )
