@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from brev.cli.exit_codes import SSH_FAILED
 from brev.cli.output import note
 from brev.errors import BrevError
 from brev.ssh import config as ssh_config
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from brev.client import BrevClient
 
 PANEL = "Access"
-# What ssh exits with when it, not the remote command, failed.
-SSH_FAILED = 255
 NoSshConfig = Annotated[
     bool,
     typer.Option(

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from brev.cli import access, tunnels
+from brev.cli.exit_codes import SSH_FAILED
 from brev.cli.output import note
 from brev.errors import BrevError
 from brev.ssh import config as ssh_config
@@ -79,7 +80,7 @@ def open_editor(
     alias, code, out, err = tunnels.capture(name, "pwd", start=start, wait=wait)
     if code != 0:
         reason = tunnels.last_line(err, f"exit {code}")
-        if code == access.SSH_FAILED:
+        if code == SSH_FAILED:
             sys.stderr.write(f"error: {tunnels.ssh_failure_line(name, code, reason)}\n")
         else:
             sys.stderr.write(f"error: could not read {name}'s working directory ({reason})\n")

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from brev.cli import access, tunnels
+from brev.cli.exit_codes import SSH_FAILED
 from brev.cli.output import note
 from brev.errors import BrevError
 from brev.ssh import forwards
@@ -252,7 +253,7 @@ def _on_instance(name: str, action: str, token: str, start: bool, wait: str) -> 
                 return answer
             except ValueError:
                 break
-    if code == access.SSH_FAILED:
+    if code == SSH_FAILED:
         raise _Failed(code, tunnels.ssh_failure_line(name, code, tunnels.last_line(err, "")))
     errors = [line[len(ERROR_MARK) :] for line in err if line.startswith(ERROR_MARK)]
     if errors:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-SSH_FAILED = 255
+from brev.cli.exit_codes import SSH_FAILED
 
 
 def main() -> None:

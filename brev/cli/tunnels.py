@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Protocol
 import typer
 
 from brev.cli import access
+from brev.cli.exit_codes import SSH_FAILED
 from brev.cli.output import note
 from brev.errors import BrevError
 from brev.ssh import config as ssh_config
@@ -107,7 +108,7 @@ def capture(
     fast = ssh_config.cached_alias(p, name)
     alias = access.prepare(name, start=start, wait=wait)
     code, out, err = _capture_once(p, alias, command, stdin, stderr_line)
-    if code == access.SSH_FAILED and fast:
+    if code == SSH_FAILED and fast:
         ssh_config.forget_cache(p)
         alias = access.prepare(name, start=start, wait=wait, cached=False)
         code, out, err = _capture_once(p, alias, command, stdin, stderr_line)
@@ -259,7 +260,7 @@ class _OpenSshSession:
 
     def exit_code(self) -> int:
         code = self.process.poll()
-        return access.SSH_FAILED if code is None or code < 0 else code
+        return SSH_FAILED if code is None or code < 0 else code
 
     def close(self) -> None:
         _stop(self.process)

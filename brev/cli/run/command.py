@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from brev.cli.run import exit_codes
+from brev.cli import exit_codes
 
 PANEL = "Instances"
 _command: list[str] | None = None
