@@ -174,7 +174,7 @@ class Job:
     def _connect(self, name: str, deadline: float) -> SshSession:
         """Certificates and pinned host keys for the machine, and the shared connection (its
         sshd may take a moment after `running`)."""
-        from brev.cli.access import refresh_with
+        from brev.cli.ssh_access import refresh_with
         from brev.ssh import config as ssh_config
 
         self.cancel.phase = "connecting"

@@ -6,11 +6,12 @@ from typing import Annotated
 
 import typer
 
+from brev.cli import panels
 from brev.cli.login_state import connect, current_login, use_org
 from brev.cli.output import age, note, print_json, print_table
 from brev.errors import BrevError
 
-app = typer.Typer(
+group = typer.Typer(
     help="Orgs: who shares instances, nodes and tokens.",
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -19,7 +20,7 @@ app = typer.Typer(
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
-@app.command("ls")
+@group.command("ls")
 def list_orgs(json_output: JsonOption = False) -> None:
     """List your orgs; `*` marks the one in use."""
     current = current_login().org
@@ -34,7 +35,7 @@ def list_orgs(json_output: JsonOption = False) -> None:
     print_table(["", "name", "role", "age"], rows)
 
 
-@app.command("create")
+@group.command("create")
 def create_org(name: Annotated[str, typer.Argument(help="org name")]) -> None:
     """Create an org; you become its admin."""
     with connect() as client:
@@ -42,7 +43,7 @@ def create_org(name: Annotated[str, typer.Argument(help="org name")]) -> None:
     note(f"Created org '{org.name}'. Switch to it with `brev org use {org.name}`.")
 
 
-@app.command("use")
+@group.command("use")
 def use(name: Annotated[str, typer.Argument(help="org name")]) -> None:
     """Make NAME the org that later commands act in."""
     with connect() as client:
@@ -53,7 +54,7 @@ def use(name: Annotated[str, typer.Argument(help="org name")]) -> None:
     note(f"Now using org '{name}'.")
 
 
-@app.command("members")
+@group.command("members")
 def members(json_output: JsonOption = False) -> None:
     """List the members of the current org."""
     with connect() as client:
@@ -67,7 +68,7 @@ def members(json_output: JsonOption = False) -> None:
     )
 
 
-@app.command("invite")
+@group.command("invite")
 def invite(
     email: Annotated[str, typer.Argument(help="the person's email")],
     role: Annotated[str, typer.Option(help="admin or member")] = "member",
@@ -85,9 +86,13 @@ def invite(
         typer.echo(added.login_token)
 
 
-@app.command("remove")
+@group.command("remove")
 def remove(email: Annotated[str, typer.Argument(help="the person's email")]) -> None:
     """Take a person out of the current org (admins); no new SSH certificates for them."""
     with connect() as client:
         client.remove_member(email)
     note(f"Removed {email} from org '{client.org}'.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="org", rich_help_panel=panels.ORGANIZATION)

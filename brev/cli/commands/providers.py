@@ -16,16 +16,17 @@ from typing import Annotated
 import typer
 
 from brev import api
+from brev.cli import panels
 from brev.cli.login_state import connect
 from brev.cli.output import age, note, print_json, print_table
 from brev.errors import BrevError
 
-app = typer.Typer(
+group = typer.Typer(
     help="Cloud credentials of the current org.", no_args_is_help=True, rich_markup_mode=None
 )
 
 
-@app.command(
+@group.command(
     "add",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     epilog="Examples: brev provider add aws --profile work | "
@@ -110,7 +111,7 @@ def _discovered(provider: str, values: dict[str, str]) -> dict[str, str]:
         raise BrevError(error.message) from None
 
 
-@app.command("ls")
+@group.command("ls")
 def list_providers(
     json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     available: Annotated[
@@ -152,9 +153,13 @@ def _list_kinds(json_output: bool) -> None:
     )
 
 
-@app.command("rm")
+@group.command("rm")
 def remove(provider: Annotated[str, typer.Argument(help="aws, gcp, ...")]) -> None:
     """Remove a provider's credentials (refused while instances run there)."""
     with connect() as client:
         client.remove_provider(provider)
     note(f"Removed {provider} credentials from org '{client.org}'.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="provider", rich_help_panel=panels.ORGANIZATION)

@@ -7,15 +7,16 @@ from typing import Annotated
 
 import typer
 
+from brev.cli import panels
 from brev.cli.gpus import print_gpu_table
 from brev.cli.output import note, print_json
 
-app = typer.Typer(
+group = typer.Typer(
     help="The agent that reports a host's GPUs.", no_args_is_help=True, rich_markup_mode=None
 )
 
 
-@app.command("collect")
+@group.command("collect")
 def collect(
     once: Annotated[bool, typer.Option("--once", help="one report (the only mode for now)")] = True,
     json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
@@ -42,7 +43,7 @@ def collect(
     print_gpu_table(report.as_json()["gpus"])
 
 
-@app.command("run")
+@group.command("run")
 def run(
     url: Annotated[str, typer.Option(help="the control plane, e.g. https://brev.example.com")],
     token: Annotated[
@@ -89,3 +90,7 @@ def run(
     except PermissionError as exc:
         raise BrevError(str(exc)) from None
     note(f"stopped; {uplink.delivered} report(s) delivered, {len(uplink.pending)} undelivered")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="agent", rich_help_panel=panels.CONFIGURATION)

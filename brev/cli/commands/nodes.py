@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from brev.cli import panels
 from brev.cli.gpus import print_gpu_table
 from brev.cli.login_state import connect
 from brev.cli.output import age, note, print_json, print_table, when
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from brev import api
     from brev.client import BrevClient
 
-app = typer.Typer(
+group = typer.Typer(
     help="Registered machines (DGX Spark, workstations, servers).",
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -42,7 +43,7 @@ def parse_destination(text: str) -> tuple[str, str, int]:
     return match["user"], match["v6"] or match["host"], port
 
 
-@app.command("add")
+@group.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="the node's name in brev, e.g. spark-1")],
     destination: Annotated[str, typer.Argument(help="user@host[:port] the plane logs in to")],
@@ -131,7 +132,7 @@ def _pin_host_key(client: BrevClient, host: str, port: int, given: str | None, y
     return shown.host_key
 
 
-@app.command("ls")
+@group.command("ls")
 def ls(json_output: JsonOption = False) -> None:
     """List the org's nodes: status, GPUs (free or allocated), CPU, RAM, OS, driver."""
     with connect() as client:
@@ -163,7 +164,7 @@ def ls(json_output: JsonOption = False) -> None:
     print_table(columns, rows)
 
 
-@app.command("show")
+@group.command("show")
 def show(
     name: Annotated[str, typer.Argument(help="node name")], json_output: JsonOption = False
 ) -> None:
@@ -208,7 +209,7 @@ def show(
         note("No agent report yet.")
 
 
-@app.command("rm")
+@group.command("rm")
 def rm(
     name: Annotated[str, typer.Argument(help="node name")],
     force: Annotated[bool, typer.Option(help="also delete the instances on it")] = False,
@@ -234,3 +235,7 @@ def _gib(value: int | None) -> str:
 
 def _mib(value: float | None) -> str:
     return f"{value / 1024:.0f} GiB" if value else "-"
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="nodes", rich_help_panel=panels.INSTANCES)

@@ -10,20 +10,21 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from brev.cli import panels
 from brev.cli.login_state import connect
 from brev.cli.output import note, print_json, print_table
 
 if TYPE_CHECKING:
     from brev import api
 
-app = typer.Typer(
+group = typer.Typer(
     help="The offer catalog that search and create read.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 
 
-@app.command("refresh")
+@group.command("refresh")
 def refresh(
     json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -56,3 +57,7 @@ def refresh(
 
 def _row(result: api.CatalogRefresh) -> list[str]:
     return [result.provider, str(result.rows), str(len(result.regions)), str(len(result.skipped))]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="catalog", rich_help_panel=panels.CONFIGURATION)

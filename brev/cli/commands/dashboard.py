@@ -6,10 +6,9 @@ from typing import Annotated
 
 import typer
 
+from brev.cli import panels
 from brev.cli.login_state import connect
 from brev.cli.output import note, print_json
-
-PANEL = "Organization"
 
 
 def dashboard(
@@ -43,4 +42,4 @@ def dashboard(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(dashboard)
+    app.command(rich_help_panel=panels.ORGANIZATION)(dashboard)

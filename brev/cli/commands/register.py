@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from brev.cli import panels
 from brev.cli.login_state import connect
 from brev.cli.output import note, print_json
 from brev.errors import BrevError
@@ -20,13 +21,12 @@ if TYPE_CHECKING:
     from brev import api
     from brev.client import BrevClient
 
-PANEL = "Instances"
 # How long the agent has to report for the first time (BREV_NODE_INSTALL_WAIT, as the plane's).
 ONLINE_WAIT_S = float(os.environ.get("BREV_NODE_INSTALL_WAIT", "60"))
 CA_FILE = "brev_user_ca.pub"
 
 
-def register(
+def register_node(
     name: Annotated[
         str | None, typer.Option(help="the node's name; default: this machine's host name")
     ] = None,
@@ -156,5 +156,5 @@ def _trust_ca(public_key: str, node_home: Path) -> None:
     note(f"sshd trusts the plane's SSH CA ({ssh_dir}/sshd_config.d/brev.conf).")
 
 
-def register_command(app: typer.Typer) -> None:
-    app.command("register", rich_help_panel=PANEL)(register)
+def register(app: typer.Typer) -> None:
+    app.command("register", rich_help_panel=panels.INSTANCES)(register_node)

@@ -1,30 +1,37 @@
-"""brev create | show | start | stop | delete."""
+"""brev ls | create | show | start | stop | delete | autostop | ttl: the org's instances.
+`brev ls` usually never gets here: brev.cli.launch answers it before typer loads
+(brev.cli.listing, which also draws the table for this path)."""
 
 from __future__ import annotations
 
 import sys
-import time
 import uuid
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from brev.cli.gpus import print_gpu_table
+from brev.cli import panels
+from brev.cli.instance_views import print_attempts, print_instance, print_placements
+from brev.cli.instance_wait import create_with_retries, wait_until_settled
 from brev.cli.login_state import connect
-from brev.cli.output import age, note, print_json, print_table, until, when
+from brev.cli.output import note, print_json, until, when
+from brev.cli.ssh_access import forget_ssh_cache, refresh_quietly
 from brev.duration import InvalidDuration, parse_duration
 from brev.errors import BrevError
 
-if TYPE_CHECKING:
-    from brev import api
-    from brev.client import BrevClient
-
-PANEL = "Instances"
-FINAL = {"running", "failed", "stopped", "deleted"}
-NODE_POLL_S = 0.1  # between reads of a starting instance on a node
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+def ls(
+    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List the current org's instances."""
+    from brev.cli.listing import print_instances
+
+    with connect() as client:
+        instances = client.instances()
+    print_instances([i.model_dump(mode="json") for i in instances], client.org, json_output)
 
 
 def create(
@@ -112,9 +119,9 @@ def create(
                 print_json(plan)
             else:
                 note(f"Would try, in this order, for {plan.gpu}:")
-                _print_placements(plan.placements)
+                print_placements(plan.placements)
             return
-        instance = _create_with_retries(client, body)
+        instance = create_with_retries(client, body)
         if instance.node:
             gpus = (
                 f"{instance.gpu_count} x {instance.gpu_model}" if instance.gpu_count else "no GPU"
@@ -123,10 +130,8 @@ def create(
         else:
             note(f"Creating {instance.name}: {len(instance.plan)} placement(s) to try.")
         if not detach:
-            instance = _wait(client, instance.name, wait_seconds)
+            instance = wait_until_settled(client, instance.name, wait_seconds)
             if instance.status == "running":
-                from brev.cli.access import refresh_quietly
-
                 refresh_quietly(client)  # `ssh NAME` works from now on
     if json_output:
         print_json(instance)
@@ -138,83 +143,8 @@ def create(
             f"in {instance.zone or instance.region} (${instance.price_per_hour or 0:.2f}/h)."
         )
     if instance.status == "failed":
-        _print_attempts(instance)
+        print_attempts(instance)
         raise BrevError(f"{instance.name} failed: {instance.status_reason}")
-
-
-def _create_with_retries(client: BrevClient, body: api.InstanceCreate) -> api.InstanceDetail:
-    """POST the create, again on a dropped connection: the idempotency key makes a repeat
-    return the instance the first request made, if it got through."""
-    from brev.client import ServerUnreachable
-
-    for attempt in range(3):
-        try:
-            return client.create_instance(body)
-        except ServerUnreachable:
-            if attempt == 2:
-                raise
-            time.sleep(1 + attempt)
-    raise AssertionError("unreachable")
-
-
-def _wait(client: BrevClient, name: str, seconds: int) -> api.InstanceDetail:
-    deadline = time.monotonic() + seconds
-    last = ""
-    status_line = _StatusLine()
-    try:
-        while True:
-            instance = client.instance(name)
-            line = _describe_progress(instance)
-            if line != last:
-                status_line.show(line)
-                last = line
-            if instance.status in FINAL:
-                return instance
-            if time.monotonic() > deadline:
-                raise BrevError(
-                    f"{name} is still {instance.status} after {seconds}s; the plane keeps "
-                    f"going: follow it with `brev show {name}`, or `brev delete {name}`"
-                )
-            # A node's agent hears of the instance at once (its long-poll) and makes it
-            # running within a fraction of a second; a cloud takes minutes.
-            time.sleep(NODE_POLL_S if instance.node else 1)
-    finally:
-        status_line.close()
-
-
-def _describe_progress(instance: api.InstanceDetail) -> str:
-    if instance.node:
-        waiting = " (waiting for the node's agent)" if instance.status == "starting" else ""
-        return f"{instance.name}: {instance.status} on node {instance.node}{waiting}"
-    where = " ".join(
-        p
-        for p in (instance.provider, instance.instance_type, instance.zone or instance.region)
-        if p
-    )
-    attempt = f", attempt {instance.attempt + 1}/{len(instance.plan)}" if instance.plan else ""
-    # `running` means reachable: the machine is up, its agent (or sshd) not yet heard from.
-    booting = ", booting: waiting for its agent" if instance.status == "starting" else ""
-    return f"{instance.name}: {instance.status} ({where}{attempt}{booting})"
-
-
-class _StatusLine:
-    """One line rewritten in place on a terminal; a line per change in a log."""
-
-    def __init__(self) -> None:
-        self._terminal = sys.stderr.isatty()
-        self._width = 0
-
-    def show(self, text: str) -> None:
-        if self._terminal:
-            sys.stderr.write("\r" + text.ljust(self._width))
-            self._width = len(text)
-        else:
-            sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self._terminal and self._width:
-            sys.stderr.write("\n")
 
 
 def show(
@@ -226,92 +156,7 @@ def show(
     if json_output:
         print_json(instance)
         return
-    rows = [
-        ["name", instance.name],
-        [
-            "status",
-            instance.status
-            + (
-                f" (wanted: {instance.desired_status})"
-                if instance.desired_status != instance.status
-                else ""
-            ),
-        ],
-        ["reason", instance.status_reason or "-"],
-        ["gpu", f"{instance.gpu_model} x{instance.gpu_count}" if instance.gpu_count else "cpu"],
-        ["provider", " ".join(p for p in (instance.provider, instance.instance_type) if p) or "-"],
-        ["where", instance.zone or instance.region or "-"],
-        ["spot", "yes" if instance.spot else "no"],
-        ["$/h", f"{instance.price_per_hour:.2f}" if instance.price_per_hour is not None else "-"],
-        ["machine", instance.provider_ref or "-"],
-        ["address", instance.public_ip or "-"],
-        [
-            "created",
-            f"{when(instance.created_at)} by {instance.created_by}, {age(instance.created_at)} ago",
-        ],
-        ["ttl", _deadline(instance.expires_at, "deleted")],
-        ["lease", _deadline(instance.run_lease_until, "deleted unless `brev run` renews it")],
-    ]
-    print_table(["field", "value"], rows)
-    if instance.last_heartbeat_at is not None:
-        gpus = instance.telemetry.get("gpus") or []
-        note(f"Last agent report {age(instance.last_heartbeat_at)} ago; health {instance.health}.")
-        if gpus:
-            print_gpu_table(gpus)
-    _print_attempts(instance)
-    if instance.events:
-        print_table(
-            ["when", "event", "details"],
-            [[when(e.created_at), e.action, _details(e.details)] for e in instance.events],
-        )
-
-
-def _deadline(moment: datetime | None, what: str) -> str:
-    if moment is None:
-        return "-"
-    return f"{what} {until(moment)} ({when(moment)} UTC)"
-
-
-def _print_attempts(instance: api.InstanceDetail) -> None:
-    tried = [
-        e
-        for e in reversed(instance.events)
-        if e.action in ("instance.attempt_failed", "instance.provisioned")
-    ]
-    if not tried:
-        return
-    rows = [
-        [
-            str(e.details.get("attempt", "")),
-            str(e.details.get("provider", "")),
-            str(e.details.get("instance_type", "")),
-            str(e.details.get("zone") or e.details.get("region", "")),
-            "ok" if e.action == "instance.provisioned" else str(e.details.get("reason", "")),
-        ]
-        for e in tried
-    ]
-    print_table(["#", "provider", "type", "where", "outcome"], rows)
-
-
-def _print_placements(placements: list[api.Placement]) -> None:
-    print_table(
-        ["#", "provider", "type", "gpu", "where", "$/h"],
-        [
-            [
-                str(n),
-                p.provider,
-                p.instance_type,
-                f"{p.gpu_model} x{p.gpu_count:g}" if p.gpu_model else "cpu",
-                p.zone or p.region,
-                f"{p.price_per_hour:.2f}" if p.price_per_hour is not None else "-",
-            ]
-            for n, p in enumerate(placements, 1)
-        ],
-    )
-
-
-def _details(details: dict[str, object]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in details.items() if v not in (None, ""))
+    print_instance(instance)
 
 
 def start(names: Annotated[list[str], typer.Argument(help="instance names")]) -> None:
@@ -320,8 +165,6 @@ def start(names: Annotated[list[str], typer.Argument(help="instance names")]) ->
         for name in names:
             client.start_instance(name)
             note(f"Starting {name}.")
-        from brev.cli.access import refresh_quietly
-
         refresh_quietly(client)
 
 
@@ -331,7 +174,7 @@ def stop(names: Annotated[list[str], typer.Argument(help="instance names")]) -> 
         for name in names:
             client.stop_instance(name)
             note(f"Stopping {name}.")
-    _forget_ssh_cache()
+    forget_ssh_cache()
 
 
 def delete(
@@ -352,14 +195,7 @@ def delete(
         for name in names:
             client.delete_instance(name)
             note(f"Deleting {name}.")
-    _forget_ssh_cache()
-
-
-def _forget_ssh_cache() -> None:
-    """`brev exec` must not take the fast path to a machine just stopped or deleted."""
-    from brev.ssh import config as ssh_config
-
-    ssh_config.forget_cache(ssh_config.paths())
+    forget_ssh_cache()
 
 
 def autostop(
@@ -406,5 +242,5 @@ def ttl(
 
 
 def register(app: typer.Typer) -> None:
-    for command in (create, show, start, stop, delete, autostop, ttl):
-        app.command(rich_help_panel=PANEL)(command)
+    for command in (ls, create, show, start, stop, delete, autostop, ttl):
+        app.command(rich_help_panel=panels.INSTANCES)(command)

@@ -11,9 +11,8 @@ from typing import Annotated
 
 import typer
 
-from brev.cli import exit_codes
+from brev.cli import exit_codes, panels
 
-PANEL = "Instances"
 _command: list[str] | None = None
 
 
@@ -132,4 +131,4 @@ def _usage(message: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(run)
+    app.command(rich_help_panel=panels.INSTANCES)(run)

@@ -6,11 +6,10 @@ from typing import Annotated
 
 import typer
 
+from brev.cli import panels
 from brev.cli.login_state import Login, connect, current_login, forget_login, save_login
 from brev.cli.output import note, print_json, print_table
 from brev.errors import BrevError
-
-PANEL = "Configuration"
 
 
 def login(
@@ -43,7 +42,7 @@ def login(
             + (f" (org: {chosen})" if chosen else "")
         )
         if chosen:
-            from brev.cli.access import refresh_quietly
+            from brev.cli.ssh_access import refresh_quietly
 
             client.org = chosen
             refresh_quietly(client)  # makes the SSH key, writes ssh_config
@@ -83,6 +82,6 @@ def whoami(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(login)
-    app.command(rich_help_panel=PANEL)(logout)
-    app.command(rich_help_panel=PANEL)(whoami)
+    app.command(rich_help_panel=panels.CONFIGURATION)(login)
+    app.command(rich_help_panel=panels.CONFIGURATION)(logout)
+    app.command(rich_help_panel=panels.CONFIGURATION)(whoami)

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from brev.cli import panels
 from brev.cli.login_state import connect
 from brev.cli.output import note, print_json, print_table
 
 if TYPE_CHECKING:
     from brev import api
 
-PANEL = "Instances"
 COLUMNS = ["provider", "type", "gpu", "vram", "vcpus", "ram", "region", "$/h", "spot $/h"]
 
 
@@ -109,4 +109,4 @@ def _price(value: float | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(search)
+    app.command(rich_help_panel=panels.INSTANCES)(search)

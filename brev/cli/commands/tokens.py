@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from brev.cli import panels
 from brev.cli.login_state import connect
 from brev.cli.output import note, print_json, print_table, when
 from brev.duration import InvalidDuration, format_duration_exact, parse_duration
@@ -14,12 +15,12 @@ from brev.errors import BrevError
 if TYPE_CHECKING:
     from brev import api
 
-app = typer.Typer(
+group = typer.Typer(
     help="API tokens for scripts and CI jobs.", no_args_is_help=True, rich_markup_mode=None
 )
 
 
-@app.command("create")
+@group.command("create")
 def create(
     name: Annotated[str, typer.Option(help="a name to recognise the token by, e.g. ci")],
     expires: Annotated[
@@ -91,7 +92,7 @@ def _limits(token: api.Token) -> str:
     return f" (at most {', '.join(parts)})" if parts else ""
 
 
-@app.command("ls")
+@group.command("ls")
 def list_tokens(
     json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -117,9 +118,13 @@ def list_tokens(
     print_table(["name", "prefix", "owner", "org", "state", "scope", "expires", "last used"], rows)
 
 
-@app.command("revoke")
+@group.command("revoke")
 def revoke(name: Annotated[str, typer.Argument(help="name of the token")]) -> None:
     """Revoke a token at once; requests with it then get 401."""
     with connect() as client:
         token = client.revoke_token(name)
     note(f"Revoked token '{token.name}' ({token.prefix}…) of {token.owner}.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="token", rich_help_panel=panels.ORGANIZATION)

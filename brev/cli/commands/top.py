@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from brev.cli import panels
 from brev.cli.gpus import print_gpu_table
 from brev.cli.login_state import connect
 from brev.cli.output import age, note, print_json, print_table
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from brev import api
     from brev.client import BrevClient
 
-PANEL = "Instances"
 # Home the cursor and clear the screen: each refresh redraws in place on a terminal.
 CLEAR = "\x1b[H\x1b[2J"
 
@@ -173,4 +173,4 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(top)
+    app.command(rich_help_panel=panels.INSTANCES)(top)

@@ -1,0 +1,26 @@
+"""brev version."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from brev import __version__
+from brev.cli import panels
+
+
+def version(
+    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Print the version of this CLI."""
+    if json_output:
+        from brev.cli.output import print_json
+
+        print_json({"version": __version__})
+    else:
+        typer.echo(f"brev {__version__}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(rich_help_panel=panels.CONFIGURATION)(version)
