@@ -115,8 +115,6 @@ def prepare(
     """The alias to hand to ssh for `name`, with a valid certificate and a running machine.
     Without asking the plane when the cached state says all is well (the fast path).
     `needs_ssh` False: the caller logs in without OpenSSH (the paramiko tunnel)."""
-    from brev.duration import InvalidDuration, parse_duration
-
     if needs_ssh and shutil.which("ssh") is None:
         raise BrevError(
             "no `ssh` on PATH: install OpenSSH's client (apt-get install openssh-client)"
@@ -124,11 +122,10 @@ def prepare(
     p = ssh_config.paths()
     if cached and ssh_config.cached_alias(p, name):
         return name
-    try:
-        wait_s = parse_duration(wait)
-    except InvalidDuration as exc:
-        raise BrevError(f"--wait: {exc}") from None
     from brev.cli.login_state import connect
+    from brev.cli.options import duration
+
+    wait_s = duration("--wait", wait)
 
     with connect() as client:
         return resolve_target(client, name, start=start, wait_s=wait_s).alias

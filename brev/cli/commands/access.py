@@ -10,6 +10,7 @@ import typer
 
 from brev.cli import panels
 from brev.cli.exit_codes import SSH_FAILED
+from brev.cli.options import Start, Wait
 from brev.cli.output import note
 from brev.cli.ssh_access import explain_ssh_failure, prepare, refresh_with, run_ssh
 from brev.errors import BrevError
@@ -42,8 +43,8 @@ def refresh(no_ssh_config: NoSshConfig = False) -> None:
 
 def shell(
     name: Annotated[str, typer.Argument(help="instance (or node-NAME) to log in to")],
-    start: Annotated[bool, typer.Option(help="start it first if it is stopped")] = False,
-    wait: Annotated[str, typer.Option(help="how long to wait for it to be reachable")] = "5m",
+    start: Start = False,
+    wait: Wait = "5m",
 ) -> None:
     """Open an interactive shell on an instance."""
     p = ssh_config.paths()
@@ -55,8 +56,8 @@ def shell(
 def exec_command(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="instance (or node-NAME)")],
-    start: Annotated[bool, typer.Option(help="start it first if it is stopped")] = False,
-    wait: Annotated[str, typer.Option(help="how long to wait for it to be reachable")] = "5m",
+    start: Start = False,
+    wait: Wait = "5m",
 ) -> None:
     """Run a command on an instance: brev exec NAME -- CMD...; its output and exit code."""
     command = list(ctx.args)
@@ -75,7 +76,7 @@ def exec_command(
 def cp(
     source: Annotated[str, typer.Argument(help="LOCAL or NAME:PATH")],
     destination: Annotated[str, typer.Argument(help="NAME:PATH or LOCAL")],
-    wait: Annotated[str, typer.Option(help="how long to wait for it to be reachable")] = "5m",
+    wait: Wait = "5m",
 ) -> None:
     """Copy files to or from an instance (recursively): brev cp ./data NAME:data."""
     remote = [arg.split(":", 1)[0] for arg in (source, destination) if _is_remote(arg)]

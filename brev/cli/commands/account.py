@@ -8,6 +8,7 @@ import typer
 
 from brev.cli import panels
 from brev.cli.login_state import Login, connect, current_login, forget_login, save_login
+from brev.cli.options import JsonOutput
 from brev.cli.output import note, print_json, print_table
 from brev.errors import BrevError
 
@@ -58,7 +59,7 @@ def logout() -> None:
 
 
 def whoami(
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Show who you are logged in as, where, and in which org."""
     login = current_login()

@@ -9,6 +9,7 @@ import typer
 
 from brev.cli import panels
 from brev.cli.gpus import print_gpu_table
+from brev.cli.options import JsonOutput, duration
 from brev.cli.output import note, print_json
 
 group = typer.Typer(
@@ -19,7 +20,7 @@ group = typer.Typer(
 @group.command("collect")
 def collect(
     once: Annotated[bool, typer.Option("--once", help="one report (the only mode for now)")] = True,
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
     nvml: Annotated[bool, typer.Option(help="use NVML when nvidia-ml-py is installed")] = True,
 ) -> None:
     """Collect one report of this host's GPUs and print it."""
@@ -64,13 +65,9 @@ def run(
     import signal
 
     from brev.agent.uplink import run as run_agent
-    from brev.duration import InvalidDuration, parse_duration
     from brev.errors import BrevError
 
-    try:
-        seconds = parse_duration(interval)
-    except InvalidDuration as exc:
-        raise BrevError(f"--interval: {exc}") from None
+    seconds = duration("--interval", interval)
     if token_file is not None:
         try:
             token = token_file.read_text().strip()

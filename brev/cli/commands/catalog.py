@@ -6,12 +6,13 @@ and keeps the result for every `brev search` and `brev create` after.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
 from brev.cli import panels
 from brev.cli.login_state import connect
+from brev.cli.options import JsonOutput
 from brev.cli.output import note, print_json, print_table
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ group = typer.Typer(
 
 @group.command("refresh")
 def refresh(
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Update the catalog from the APIs of the providers this org has credentials for.
 

@@ -8,6 +8,7 @@ import typer
 
 from brev.cli import panels
 from brev.cli.login_state import connect
+from brev.cli.options import JsonOutput
 from brev.cli.output import note, print_json
 
 
@@ -15,7 +16,7 @@ def dashboard(
     no_browser: Annotated[
         bool, typer.Option("--no-browser", help="print the sign-in link instead of opening it")
     ] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Open the dashboard in your browser, signed in as you.
 

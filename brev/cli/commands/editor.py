@@ -15,8 +15,8 @@ from typing import Annotated
 import typer
 
 from brev.cli import panels, ssh_tunnels
-from brev.cli.commands import tunnels
 from brev.cli.exit_codes import SSH_FAILED
+from brev.cli.options import Start, Wait
 from brev.cli.output import note
 from brev.errors import BrevError
 from brev.ssh import config as ssh_config
@@ -66,8 +66,8 @@ def open_editor(
     editor: Annotated[
         str, typer.Option("--editor", "-e", help="code (VS Code) or cursor")
     ] = "code",
-    start: tunnels.Start = False,
-    wait: tunnels.Wait = "5m",
+    start: Start = False,
+    wait: Wait = "5m",
 ) -> None:
     """Open VS Code (or Cursor) on an instance over Remote-SSH, in its working directory."""
     if editor not in EDITORS:

@@ -15,16 +15,14 @@ from brev.cli import panels
 from brev.cli.instance_views import print_attempts, print_instance, print_placements
 from brev.cli.instance_wait import create_with_retries, wait_until_settled
 from brev.cli.login_state import connect
+from brev.cli.options import JsonOutput, duration, duration_or_off, optional_duration
 from brev.cli.output import note, print_json, until, when
 from brev.cli.ssh_access import forget_ssh_cache, refresh_quietly
-from brev.duration import InvalidDuration, parse_duration
 from brev.errors import BrevError
-
-JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 def ls(
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """List the current org's instances."""
     from brev.cli.listing import print_instances
@@ -65,7 +63,7 @@ def create(
     dry_run: Annotated[
         bool, typer.Option(help="print the placements it would try; create nothing")
     ] = False,
-    json_output: JsonOption = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Create a GPU instance and wait until it runs.
 
@@ -74,18 +72,9 @@ def create(
     """
     from brev import api
 
-    try:
-        wait_seconds = parse_duration(timeout)
-    except InvalidDuration as exc:
-        raise BrevError(f"--timeout: {exc}") from None
-    try:
-        autostop_seconds = parse_duration(autostop) if autostop else None
-    except InvalidDuration as exc:
-        raise BrevError(f"--autostop: {exc}") from None
-    try:
-        ttl_seconds = parse_duration(ttl) if ttl else None
-    except InvalidDuration as exc:
-        raise BrevError(f"--ttl: {exc}") from None
+    wait_seconds = duration("--timeout", timeout)
+    autostop_seconds = optional_duration("--autostop", autostop)
+    ttl_seconds = optional_duration("--ttl", ttl)
     script = None
     if startup_script is not None:
         try:
@@ -148,7 +137,7 @@ def create(
 
 
 def show(
-    name: Annotated[str, typer.Argument(help="instance name")], json_output: JsonOption = False
+    name: Annotated[str, typer.Argument(help="instance name")], json_output: JsonOutput = False
 ) -> None:
     """Show an instance: where it runs, what was tried, what happened."""
     with connect() as client:
@@ -204,13 +193,7 @@ def autostop(
     delete_it: Annotated[bool, typer.Option("--delete", help="delete instead of stopping")] = False,
 ) -> None:
     """Stop an instance once it stayed idle (every GPU under 5 %, no SSH session)."""
-    if after.strip().lower() == "off":
-        seconds = None
-    else:
-        try:
-            seconds = parse_duration(after)
-        except InvalidDuration as exc:
-            raise BrevError(f"autostop: {exc}, or off") from None
+    seconds = duration_or_off("autostop", after)
     with connect() as client:
         client.set_autostop(name, seconds, delete=delete_it)
     if seconds is None:
@@ -225,13 +208,7 @@ def ttl(
     after: Annotated[str, typer.Argument(help="delete it this long from now, e.g. 2h; or off")],
 ) -> None:
     """Delete an instance this long from now (its TTL); off: keep it."""
-    if after.strip().lower() == "off":
-        seconds = None
-    else:
-        try:
-            seconds = parse_duration(after)
-        except InvalidDuration as exc:
-            raise BrevError(f"ttl: {exc}, or off") from None
+    seconds = duration_or_off("ttl", after)
     with connect() as client:
         instance = client.set_ttl(name, seconds)
     if instance.expires_at is None:

@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from brev.cli import panels, ssh_tunnels
-from brev.cli.commands import tunnels
 from brev.cli.jupyter_remote import JupyterFailed, on_instance
+from brev.cli.options import Start, UseParamiko, Wait
 from brev.cli.output import note
 from brev.errors import BrevError
 from brev.ssh import forwards
@@ -54,9 +54,9 @@ def jupyter(
     stop: Annotated[
         bool, typer.Option("--stop", help="stop the Jupyter server on the instance and exit")
     ] = False,
-    start: tunnels.Start = False,
-    wait: tunnels.Wait = "5m",
-    paramiko: tunnels.UseParamiko = False,
+    start: Start = False,
+    wait: Wait = "5m",
+    paramiko: UseParamiko = False,
 ) -> None:
     """Start (or reuse) Jupyter on an instance and open it here through a tunnel."""
     try:

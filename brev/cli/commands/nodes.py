@@ -12,6 +12,7 @@ import typer
 from brev.cli import panels
 from brev.cli.gpus import print_gpu_table
 from brev.cli.login_state import connect
+from brev.cli.options import JsonOutput
 from brev.cli.output import age, note, print_json, print_table, when
 from brev.errors import BrevError
 
@@ -24,7 +25,6 @@ group = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
 _DESTINATION = re.compile(
     r"^(?P<user>[^@\s]+)@(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\s]+))(?::(?P<port>\d+))?$"
 )
@@ -69,7 +69,7 @@ def add(
     plane_url: Annotated[
         str | None, typer.Option(help="where the box reaches the plane; default: the login URL")
     ] = None,
-    json_output: JsonOption = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Add a machine over SSH: check it, install the agent, pin its host key."""
     from brev import api
@@ -133,7 +133,7 @@ def _pin_host_key(client: BrevClient, host: str, port: int, given: str | None, y
 
 
 @group.command("ls")
-def ls(json_output: JsonOption = False) -> None:
+def ls(json_output: JsonOutput = False) -> None:
     """List the org's nodes: status, GPUs (free or allocated), CPU, RAM, OS, driver."""
     with connect() as client:
         nodes = client.nodes()
@@ -166,7 +166,7 @@ def ls(json_output: JsonOption = False) -> None:
 
 @group.command("show")
 def show(
-    name: Annotated[str, typer.Argument(help="node name")], json_output: JsonOption = False
+    name: Annotated[str, typer.Argument(help="node name")], json_output: JsonOutput = False
 ) -> None:
     """Show a node: its hardware, GPUs and who holds them, its last report, its events."""
     with connect() as client:

@@ -8,6 +8,7 @@ import typer
 
 from brev.cli import panels
 from brev.cli.login_state import connect, current_login, use_org
+from brev.cli.options import JsonOutput
 from brev.cli.output import age, note, print_json, print_table
 from brev.errors import BrevError
 
@@ -17,11 +18,9 @@ group = typer.Typer(
     rich_markup_mode=None,
 )
 
-JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
-
 
 @group.command("ls")
-def list_orgs(json_output: JsonOption = False) -> None:
+def list_orgs(json_output: JsonOutput = False) -> None:
     """List your orgs; `*` marks the one in use."""
     current = current_login().org
     with connect() as client:
@@ -55,7 +54,7 @@ def use(name: Annotated[str, typer.Argument(help="org name")]) -> None:
 
 
 @group.command("members")
-def members(json_output: JsonOption = False) -> None:
+def members(json_output: JsonOutput = False) -> None:
     """List the members of the current org."""
     with connect() as client:
         people = client.members()

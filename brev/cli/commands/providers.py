@@ -18,6 +18,7 @@ import typer
 from brev import api
 from brev.cli import panels
 from brev.cli.login_state import connect
+from brev.cli.options import JsonOutput
 from brev.cli.output import age, note, print_json, print_table
 from brev.errors import BrevError
 
@@ -113,7 +114,7 @@ def _discovered(provider: str, values: dict[str, str]) -> dict[str, str]:
 
 @group.command("ls")
 def list_providers(
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
     available: Annotated[
         bool, typer.Option("--available", help="the providers the plane has, and their options")
     ] = False,

@@ -14,6 +14,7 @@ import typer
 
 from brev.cli import panels
 from brev.cli.login_state import connect
+from brev.cli.options import JsonOutput
 from brev.cli.output import note, print_json
 from brev.errors import BrevError
 
@@ -43,7 +44,7 @@ def register_node(
         str | None, typer.Option(help="where users reach this machine's sshd; default: its FQDN")
     ] = None,
     ssh_port: Annotated[int, typer.Option(help="its sshd's port", min=1, max=65535)] = 22,
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Register THIS machine as a node of the current org: install the agent here."""
     import dataclasses

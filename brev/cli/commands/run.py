@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from brev.cli import exit_codes, panels
+from brev.cli.options import json_flag
 
 _command: list[str] | None = None
 
@@ -65,7 +66,7 @@ def run(
     idempotency_key: Annotated[
         str | None, typer.Option(help="default: from the CI job (GitHub, GitLab, Buildkite)")
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="NDJSON events on stderr")] = False,
+    json_output: Annotated[bool, json_flag("NDJSON events on stderr")] = False,
 ) -> None:
     """Rent a GPU, run one command there, give it back: brev run [GPU] [OPTIONS] -- CMD...
 

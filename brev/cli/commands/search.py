@@ -9,6 +9,7 @@ import typer
 
 from brev.cli import panels
 from brev.cli.login_state import connect
+from brev.cli.options import JsonOutput
 from brev.cli.output import note, print_json, print_table
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def search(
     sort: Annotated[Sort, typer.Option(help="cheapest first, most GPU memory or most GPUs")] = (
         Sort.PRICE
     ),
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Find instance types to run on: GPU, memory, CPUs, region and price per hour."""
     providers = [name.strip() for name in provider.split(",")] if provider else None

@@ -8,8 +8,9 @@ import typer
 
 from brev.cli import panels
 from brev.cli.login_state import connect
+from brev.cli.options import JsonOutput, optional_duration
 from brev.cli.output import note, print_json, print_table, when
-from brev.duration import InvalidDuration, format_duration_exact, parse_duration
+from brev.duration import format_duration_exact
 from brev.errors import BrevError
 
 if TYPE_CHECKING:
@@ -40,26 +41,20 @@ def create(
         str | None,
         typer.Option(help="run scope: its instances are deleted this long after creation, e.g. 2h"),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Create a token limited to the current org. The token is printed once, alone on stdout.
 
     With --scope run it may only read offers, create instances within its limits and act on
     the instances it created: what a CI job's `brev run` needs, and nothing else."""
-    try:
-        seconds = parse_duration(expires) if expires else None
-    except InvalidDuration as exc:
-        raise BrevError(f"--expires: {exc}") from None
+    seconds = optional_duration("--expires", expires)
     if scope is not None and scope.strip().lower() != "run":
         raise BrevError(f"--scope: unknown scope {scope!r}; the only scope is run")
     limits = {"--max-price": max_price, "--max-gpus": max_gpus, "--max-ttl": max_ttl}
     given = [flag for flag, value in limits.items() if value is not None]
     if given and scope is None:
         raise BrevError(f"{given[0]}: limits apply to run-scoped tokens only: add --scope run")
-    try:
-        ttl_seconds = parse_duration(max_ttl) if max_ttl else None
-    except InvalidDuration as exc:
-        raise BrevError(f"--max-ttl: {exc}") from None
+    ttl_seconds = optional_duration("--max-ttl", max_ttl)
     with connect() as client:
         created = client.create_token(
             name,
@@ -94,7 +89,7 @@ def _limits(token: api.Token) -> str:
 
 @group.command("ls")
 def list_tokens(
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """List tokens that work in the current org (an admin sees the whole org's)."""
     with connect() as client:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from brev.cli import panels
+from brev.cli.options import Start, UseParamiko, Wait
 from brev.cli.ssh_tunnels import hold
 from brev.ssh.forwards import parse_forwards
 
@@ -20,10 +21,6 @@ PortSpecs = Annotated[
         show_default=False,
     ),
 ]
-Start = Annotated[bool, typer.Option(help="start it first if it is stopped")]
-Wait = Annotated[str, typer.Option(help="how long to wait for it to be reachable")]
-# Forces the paramiko path (also BREV_TUNNEL_BACKEND=paramiko); for tests and odd machines.
-UseParamiko = Annotated[bool, typer.Option("--paramiko", hidden=True)]
 
 
 def port_forward(

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from brev import __version__
 from brev.cli import panels
+from brev.cli.options import JsonOutput
 
 
 def version(
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Print the version of this CLI."""
     if json_output:
