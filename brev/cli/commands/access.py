@@ -10,8 +10,8 @@ import typer
 
 from brev.cli import panels
 from brev.cli.exit_codes import SSH_FAILED
-from brev.cli.options import Start, Wait
-from brev.cli.output import note
+from brev.cli.options import JsonOutput, Start, Wait
+from brev.cli.output import note, print_json
 from brev.cli.ssh_access import explain_ssh_failure, prepare, refresh_with, run_ssh
 from brev.errors import BrevError
 from brev.ssh import config as ssh_config
@@ -24,7 +24,7 @@ NoSshConfig = Annotated[
 ]
 
 
-def refresh(no_ssh_config: NoSshConfig = False) -> None:
+def refresh(no_ssh_config: NoSshConfig = False, json_output: JsonOutput = False) -> None:
     """Renew the SSH certificate and rewrite the ssh_config entries of the org's machines."""
     from brev.cli.login_state import connect
 
@@ -32,6 +32,11 @@ def refresh(no_ssh_config: NoSshConfig = False) -> None:
         targets = refresh_with(client, touch_user_config=not no_ssh_config)
     p = ssh_config.paths()
     reachable = [t for t in targets if t.host and t.user]
+    if json_output:
+        # Not the certificates: they are in the files, and long.
+        machines = [t.model_dump(mode="json", exclude={"certificate"}) for t in reachable]
+        print_json({"ssh_config": str(p.config), "machines": machines})
+        return
     note(
         f"{len(reachable)} machine(s) in {p.config}: "
         + (", ".join(t.alias for t in reachable) or "none")

@@ -4,14 +4,13 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from brev.cli import panels
+from brev.cli import panels, prompts
 from brev.cli.instance_views import print_attempts, print_instance, print_placements
 from brev.cli.instance_wait import create_with_retries, wait_until_settled
 from brev.cli.login_state import connect
@@ -148,55 +147,70 @@ def show(
     print_instance(instance)
 
 
-def start(names: Annotated[list[str], typer.Argument(help="instance names")]) -> None:
+def start(
+    names: Annotated[list[str], typer.Argument(help="instance names")],
+    json_output: JsonOutput = False,
+) -> None:
     """Start stopped instances."""
+    started = []
     with connect() as client:
         for name in names:
-            client.start_instance(name)
+            started.append(client.start_instance(name))
             note(f"Starting {name}.")
         refresh_quietly(client)
+    if json_output:
+        print_json(started)
 
 
-def stop(names: Annotated[list[str], typer.Argument(help="instance names")]) -> None:
+def stop(
+    names: Annotated[list[str], typer.Argument(help="instance names")],
+    json_output: JsonOutput = False,
+) -> None:
     """Stop instances (their disks stay; compute billing stops)."""
+    stopped = []
     with connect() as client:
         for name in names:
-            client.stop_instance(name)
+            stopped.append(client.stop_instance(name))
             note(f"Stopping {name}.")
     forget_ssh_cache()
+    if json_output:
+        print_json(stopped)
 
 
 def delete(
     names: Annotated[list[str], typer.Argument(help="instance names")],
     yes: Annotated[bool, typer.Option("-y", "--yes", help="do not ask for confirmation")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Delete instances and everything on them."""
-    if not yes:
-        if not sys.stdin.isatty():
-            raise BrevError(
-                "refusing to delete without confirmation: pass -y to delete from a script"
-            )
-        if not typer.confirm(
-            f"Delete {', '.join(names)} and all data on {'it' if len(names) == 1 else 'them'}?"
-        ):
-            raise BrevError("nothing deleted")
+    if not yes and not prompts.confirm(
+        f"Delete {', '.join(names)} and all data on {'it' if len(names) == 1 else 'them'}?",
+        without_terminal="refusing to delete without confirmation: pass -y to delete from a script",
+    ):
+        raise BrevError("nothing deleted")
+    deleted = []
     with connect() as client:
         for name in names:
-            client.delete_instance(name)
+            deleted.append(client.delete_instance(name))
             note(f"Deleting {name}.")
     forget_ssh_cache()
+    if json_output:
+        print_json(deleted)
 
 
 def autostop(
     name: Annotated[str, typer.Argument(help="instance name")],
     after: Annotated[str, typer.Argument(help="idle time before it stops, e.g. 30m; or off")],
     delete_it: Annotated[bool, typer.Option("--delete", help="delete instead of stopping")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Stop an instance once it stayed idle (every GPU under 5 %, no SSH session)."""
     seconds = duration_or_off("autostop", after)
     with connect() as client:
-        client.set_autostop(name, seconds, delete=delete_it)
-    if seconds is None:
+        instance = client.set_autostop(name, seconds, delete=delete_it)
+    if json_output:
+        print_json(instance)
+    elif seconds is None:
         note(f"Autostop is off for {name}.")
     else:
         verb = "delete" if delete_it else "stop"
@@ -206,12 +220,15 @@ def autostop(
 def ttl(
     name: Annotated[str, typer.Argument(help="instance name")],
     after: Annotated[str, typer.Argument(help="delete it this long from now, e.g. 2h; or off")],
+    json_output: JsonOutput = False,
 ) -> None:
     """Delete an instance this long from now (its TTL); off: keep it."""
     seconds = duration_or_off("ttl", after)
     with connect() as client:
         instance = client.set_ttl(name, seconds)
-    if instance.expires_at is None:
+    if json_output:
+        print_json(instance)
+    elif instance.expires_at is None:
         note(f"TTL is off for {name}: it runs until deleted.")
     else:
         end = instance.expires_at

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from brev.cli import panels
+from brev.cli import panels, prompts
 from brev.cli.gpus import print_gpu_table
 from brev.cli.login_state import connect
 from brev.cli.options import JsonOutput
@@ -121,13 +120,12 @@ def _pin_host_key(client: BrevClient, host: str, port: int, given: str | None, y
     note(f"{host}:{port} shows host key {shown.fingerprint} ({shown.host_key.split()[0]}).")
     if yes:
         return shown.host_key
-    if not sys.stdin.isatty():
-        raise BrevError(
-            f"first contact with {host}:{port}: check the fingerprint above on the box "
-            f"(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then pass "
-            f"--host-key {shown.fingerprint} (or --yes to trust it as shown)"
-        )
-    if not typer.confirm("Pin this host key and continue?", default=False):
+    if not prompts.confirm(
+        "Pin this host key and continue?",
+        without_terminal=f"first contact with {host}:{port}: check the fingerprint above on the "
+        f"box (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then pass "
+        f"--host-key {shown.fingerprint} (or --yes to trust it as shown)",
+    ):
         raise BrevError("host key not pinned; nothing was changed")
     return shown.host_key
 
@@ -213,10 +211,14 @@ def show(
 def rm(
     name: Annotated[str, typer.Argument(help="node name")],
     force: Annotated[bool, typer.Option(help="also delete the instances on it")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Remove a node; its agent uninstalls itself at its next report."""
     with connect() as client:
         node = client.remove_node(name, force=force)
+    if json_output:
+        print_json(node)
+        return
     gone = f"; deleted {', '.join(node.instances)}" if node.instances and force else ""
     note(f"Removed {node.name}{gone}. Its agent uninstalls itself at its next report.")
 

@@ -35,21 +35,31 @@ def list_orgs(json_output: JsonOutput = False) -> None:
 
 
 @group.command("create")
-def create_org(name: Annotated[str, typer.Argument(help="org name")]) -> None:
+def create_org(
+    name: Annotated[str, typer.Argument(help="org name")], json_output: JsonOutput = False
+) -> None:
     """Create an org; you become its admin."""
     with connect() as client:
         org = client.create_org(name)
+    if json_output:
+        print_json(org)
+        return
     note(f"Created org '{org.name}'. Switch to it with `brev org use {org.name}`.")
 
 
 @group.command("use")
-def use(name: Annotated[str, typer.Argument(help="org name")]) -> None:
+def use(
+    name: Annotated[str, typer.Argument(help="org name")], json_output: JsonOutput = False
+) -> None:
     """Make NAME the org that later commands act in."""
     with connect() as client:
-        names = [o.name for o in client.orgs()]
-    if name not in names:
-        raise BrevError(f"org '{name}' not found; yours: {', '.join(names) or 'none'}")
+        orgs = {o.name: o for o in client.orgs()}
+    if name not in orgs:
+        raise BrevError(f"org '{name}' not found; yours: {', '.join(orgs) or 'none'}")
     use_org(name)
+    if json_output:
+        print_json(orgs[name])
+        return
     note(f"Now using org '{name}'.")
 
 
@@ -72,6 +82,7 @@ def invite(
     email: Annotated[str, typer.Argument(help="the person's email")],
     role: Annotated[str, typer.Option(help="admin or member")] = "member",
     name: Annotated[str, typer.Option(help="display name")] = "",
+    json_output: JsonOutput = False,
 ) -> None:
     """Add a person to the current org.
 
@@ -79,6 +90,9 @@ def invite(
     """
     with connect() as client:
         added = client.add_member(email, role=role, name=name)
+    if json_output:
+        print_json(added)
+        return
     note(f"Added {added.member.email} to org as {added.member.role.value}.")
     if added.login_token:
         note("Their login token, shown once; hand it over privately:")
@@ -86,10 +100,16 @@ def invite(
 
 
 @group.command("remove")
-def remove(email: Annotated[str, typer.Argument(help="the person's email")]) -> None:
+def remove(
+    email: Annotated[str, typer.Argument(help="the person's email")],
+    json_output: JsonOutput = False,
+) -> None:
     """Take a person out of the current org (admins); no new SSH certificates for them."""
     with connect() as client:
         client.remove_member(email)
+    if json_output:
+        print_json({"org": client.org, "removed": email})
+        return
     note(f"Removed {email} from org '{client.org}'.")
 
 

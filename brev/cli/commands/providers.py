@@ -39,6 +39,7 @@ def add(
     provider: Annotated[
         str, typer.Argument(help="aws, gcp, lambda, or a plug-in (brev provider ls --available)")
     ],
+    json_output: JsonOutput = False,
 ) -> None:
     """Add (or replace) a provider's credentials; its options are its config keys."""
     with connect() as client:
@@ -51,6 +52,9 @@ def add(
         sent = {k.name for k in kind.config_keys if not k.local}
         config = {key: value for key, value in values.items() if key in sent}
         added = client.add_provider(provider, config)
+    if json_output:
+        print_json(added)
+        return
     note(f"Added {provider} credentials to org '{client.org}': {added.identity}.")
 
 
@@ -155,10 +159,16 @@ def _list_kinds(json_output: bool) -> None:
 
 
 @group.command("rm")
-def remove(provider: Annotated[str, typer.Argument(help="aws, gcp, ...")]) -> None:
+def remove(
+    provider: Annotated[str, typer.Argument(help="aws, gcp, ...")],
+    json_output: JsonOutput = False,
+) -> None:
     """Remove a provider's credentials (refused while instances run there)."""
     with connect() as client:
         client.remove_provider(provider)
+    if json_output:
+        print_json({"org": client.org, "removed": provider})
+        return
     note(f"Removed {provider} credentials from org '{client.org}'.")
 
 

@@ -114,10 +114,16 @@ def list_tokens(
 
 
 @group.command("revoke")
-def revoke(name: Annotated[str, typer.Argument(help="name of the token")]) -> None:
+def revoke(
+    name: Annotated[str, typer.Argument(help="name of the token")],
+    json_output: JsonOutput = False,
+) -> None:
     """Revoke a token at once; requests with it then get 401."""
     with connect() as client:
         token = client.revoke_token(name)
+    if json_output:
+        print_json(token)
+        return
     note(f"Revoked token '{token.name}' ({token.prefix}…) of {token.owner}.")
 
 
