@@ -35,6 +35,7 @@ WITHOUT_JSON = {
     "logout",  # a message: nothing to read back
     "server",  # the control plane itself
     "agent run",  # the agent's daemon
+    "skill",  # prints SKILL.md, a document for agents
 }
 
 

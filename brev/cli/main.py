@@ -24,6 +24,7 @@ from brev.cli.commands import (
     register,
     search,
     server,
+    skill,
     tokens,
     top,
     tunnels,
@@ -60,6 +61,7 @@ COMMANDS: list[CommandModule] = [
     catalog,
     agent,
     version,
+    skill,
     server,
 ]
 
