@@ -24,7 +24,7 @@ from brev.catalog.offers import (
     use_overlay,
 )
 from brev.catalog.refresh import gpu_model_name, write_offers
-from brev.cli import catalog as catalog_cli
+from brev.cli.commands import catalog as catalog_cli
 from brev.cli.main import app as cli_app
 from brev.client import BrevClient, Conflict, Forbidden
 from brev.server.services import catalog_refresh

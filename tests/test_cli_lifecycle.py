@@ -170,6 +170,21 @@ def test_provider_add_checks_the_keys_and_never_shows_the_secret(
     assert json.loads(ok(user.brev("provider", "ls", "--json")).stdout) == [config]
 
 
+def test_provider_add_and_rm_print_json(user: User) -> None:
+    secret = f"secret-{uuid.uuid4().hex}"
+    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": secret}
+    added = ok(
+        user.brev("provider", "add", "aws", "--endpoint-url", user.moto.url, "--json", **keys)
+    )
+    config = json.loads(added.stdout)
+    assert set(config) == {"provider", "identity", "added_by", "created_at"}
+    assert config["provider"] == "aws" and config["identity"].startswith("account ")
+    assert secret not in added.stdout + added.stderr
+    removed = json.loads(ok(user.brev("provider", "rm", "aws", "--json")).stdout)
+    assert removed == {"org": user.org, "removed": "aws"}
+    assert user.client.providers() == []
+
+
 def test_provider_rm_is_refused_while_an_instance_lives_there(user: User) -> None:
     user.add_aws()
     name = unique("busy")

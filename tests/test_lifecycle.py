@@ -276,7 +276,7 @@ def test_a_create_whose_answer_was_lost_is_retried_without_a_second_instance(
     plane answer with the first instance instead of making another."""
     import httpx
 
-    from brev.cli.lifecycle import _create_with_retries
+    from brev.cli.instance_wait import create_with_retries
 
     inner = plane.http(plane.admin_token)
     lost = {"answers": 0}
@@ -292,7 +292,7 @@ def test_a_create_whose_answer_was_lost_is_retried_without_a_second_instance(
     flaky = httpx.Client(base_url="http://testserver", transport=LoseFirstAnswer())
     client = BrevClient("http://testserver", plane.admin_token, org="default", http=flaky)
     body = A100.model_copy(update={"idempotency_key": "cli-lost-answer-1"})
-    instance = _create_with_retries(client, body)
+    instance = create_with_retries(client, body)
     assert lost["answers"] == 1
     assert [i.id for i in aws_org.instances()] == [instance.id]
     plane.settle()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from brev import api
-from brev.cli import register as register_cli
+from brev.cli.commands import register as register_cli
 from brev.client import BrevClient
 from tests.cli_runner import brev, ok
 from tests.conftest import LiveServer

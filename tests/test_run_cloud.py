@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from brev.cli.run import exit_codes
+from brev.cli import exit_codes
 from tests.conftest import BREV
 from tests.moto import MotoServer
 from tests.real_plane import live_ids

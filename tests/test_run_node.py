@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from brev.cli.run import exit_codes
+from brev.cli import exit_codes
 from tests.conftest import BREV
 from tests.run_plane import RunPlane, run_plane, wait_for_line
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-SSH_FAILED = 255
+from brev.cli.exit_codes import SSH_FAILED
 
 
 def main() -> None:
@@ -58,8 +58,8 @@ def _fast_exec(name: str, command: list[str]) -> int | None:
     if code == SSH_FAILED:
         # Say why (stopped meanwhile, replaced, no longer ours) without running it again:
         # 255 may also be the command's own status.
-        from brev.cli.access import explain_failure
         from brev.cli.main import report_error
+        from brev.cli.ssh_access import explain_failure
         from brev.errors import BrevError
 
         try:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Any, Protocol
 
 import typer
 from typer.core import TyperGroup
 
-from brev import __version__
-from brev.cli import (
+from brev.cli import panels
+from brev.cli.commands import (
     access,
     account,
     agent,
@@ -18,22 +18,52 @@ from brev.cli import (
     editor,
     instances,
     jupyter,
-    lifecycle,
     nodes,
     orgs,
     providers,
     register,
     search,
     server,
+    skill,
     tokens,
     top,
     tunnels,
+    version,
 )
-from brev.cli.run import command as run_command
+from brev.cli.commands import run as run_command
 from brev.errors import BrevError
 
-# The order NVIDIA Brev's CLI uses: what you run, how you get in, who you share with, setup.
-PANEL_ORDER = ["Instances", "Access", "Organization", "Configuration", "Control plane", "Other"]
+
+class CommandModule(Protocol):
+    """A module of brev.cli.commands: it adds its commands (or its group) to the app."""
+
+    def register(self, app: typer.Typer) -> None: ...
+
+
+PANEL_ORDER = panels.ORDER
+# In the order of `brev --help` within each panel (a panel's groups come after its commands).
+COMMANDS: list[CommandModule] = [
+    instances,
+    run_command,
+    search,
+    top,
+    nodes,
+    register,
+    access,
+    tunnels,
+    jupyter,
+    editor,
+    orgs,
+    tokens,
+    providers,
+    account,
+    dashboard,
+    catalog,
+    agent,
+    version,
+    skill,
+    server,
+]
 
 
 class _PanelOrderedGroup(TyperGroup):
@@ -69,7 +99,7 @@ class _PanelOrderedGroup(TyperGroup):
 
 def _panel(command: Any) -> str:
     panel = getattr(command, "rich_help_panel", None)
-    return panel if panel in PANEL_ORDER else "Other"
+    return panel if panel in PANEL_ORDER else panels.OTHER
 
 
 app = typer.Typer(
@@ -83,40 +113,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-instances.register(app)
-lifecycle.register(app)
-run_command.register(app)
-search.register(app)
-top.register(app)
-app.add_typer(nodes.app, name="nodes", rich_help_panel="Instances")
-register.register_command(app)
-access.register(app)
-tunnels.register(app)
-jupyter.register(app)
-editor.register(app)
-app.add_typer(orgs.app, name="org", rich_help_panel="Organization")
-app.add_typer(tokens.app, name="token", rich_help_panel="Organization")
-app.add_typer(providers.app, name="provider", rich_help_panel="Organization")
-account.register(app)
-dashboard.register(app)
-app.add_typer(catalog.app, name="catalog", rich_help_panel="Configuration")
-app.add_typer(agent.app, name="agent", rich_help_panel="Configuration")
-
-
-@app.command(rich_help_panel=account.PANEL)
-def version(
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-) -> None:
-    """Print the version of this CLI."""
-    if json_output:
-        from brev.cli.output import print_json
-
-        print_json({"version": __version__})
-    else:
-        typer.echo(f"brev {__version__}")
-
-
-server.register(app)
+for module in COMMANDS:
+    module.register(app)
 
 
 def main() -> None:

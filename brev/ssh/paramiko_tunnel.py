@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from brev.cli.exit_codes import SSH_FAILED  # this path ends as ssh would
 from brev.errors import BrevError
 from brev.ssh import config as ssh_config
 from brev.ssh.forwards import Forward, bind
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 ALIVE_INTERVAL_S = 10
 ALIVE_COUNT_MAX = 3
 CONNECT_TIMEOUT_S = 15
-# What ssh exits with when it, not a command, failed: the same for this path.
-SSH_FAILED = 255
 _CHUNK = 256 * 1024
 
 

@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass
 
 from brev import api
-from brev.cli.run import ci_env, exit_codes
+from brev.cli import exit_codes
+from brev.cli.run import ci_env
 from brev.client import (
     BrevClient,
     Conflict,

@@ -13,7 +13,7 @@ import time
 import uuid
 from types import FrameType
 
-from brev.cli.run import exit_codes
+from brev.cli import exit_codes
 from brev.cli.run.arguments import UsageError, parse_env
 
 GRACE_S = 10.0

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from brev import api
-from brev.cli.run import exit_codes
+from brev.cli import exit_codes
+from brev.cli.exit_codes import SSH_FAILED
 from brev.cli.run.acquire import RunFailure, rent, wait_running
 from brev.cli.run.arguments import Out
 from brev.cli.run.cancel import CREATING, RUNNING, TEARDOWN, Abort, Cancellation
@@ -33,7 +34,6 @@ from brev.errors import BrevError
 # After a cancel: how long the command may take to end, and --out to come back.
 CANCEL_GRACE_S = float(os.environ.get("BREV_RUN_CANCEL_GRACE", "10"))
 CANCEL_PULL_S = float(os.environ.get("BREV_RUN_CANCEL_PULL", "30"))
-SSH_FAILED = 255
 
 
 @dataclass
@@ -174,7 +174,7 @@ class Job:
     def _connect(self, name: str, deadline: float) -> SshSession:
         """Certificates and pinned host keys for the machine, and the shared connection (its
         sshd may take a moment after `running`)."""
-        from brev.cli.access import refresh_with
+        from brev.cli.ssh_access import refresh_with
         from brev.ssh import config as ssh_config
 
         self.cancel.phase = "connecting"

@@ -9,10 +9,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from brev import api
+from brev.cli.options import InvalidOption, duration
 from brev.cli.run import ci_env
 from brev.cli.run.arguments import UsageError, parse_env, parse_out
 from brev.cli.run.job import RunOptions
-from brev.duration import InvalidDuration, parse_duration
 
 DEFAULT_LEASE = "5m"
 
@@ -97,10 +97,11 @@ def build_options(
 
 
 def _duration(flag: str, text: str) -> int:
+    """brev run's exit code for a bad duration is its usage code (2), not the CLI's 1."""
     try:
-        return parse_duration(text)
-    except InvalidDuration as error:
-        raise UsageError(f"{flag}: {error}") from None
+        return duration(flag, text)
+    except InvalidOption as error:
+        raise UsageError(error.message) from None
 
 
 def _key_base(explicit: str | None, command: list[str], gpu: str | None, directory: Path) -> str:

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
+from brev.cli.exit_codes import SSH_FAILED
 from brev.cli.run.ignore import entries_to_send
 from brev.cli.run.ssh_session import SshSession
 from brev.errors import BrevError
 
-SSH_FAILED = 255  # what ssh exits with when the connection, not the command, failed
 RSYNC_VANISHED = 24  # a source file went away while rsync ran: the rest arrived
 # Our lines in a probe's output start with this: a chatty login script may print its own.
 MARK = "brev-sync:"

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from brev.cli import panels
 from brev.cli.login_state import connect
+from brev.cli.options import JsonOutput
 from brev.cli.output import note, print_json
 from brev.errors import BrevError
 
@@ -20,13 +22,12 @@ if TYPE_CHECKING:
     from brev import api
     from brev.client import BrevClient
 
-PANEL = "Instances"
 # How long the agent has to report for the first time (BREV_NODE_INSTALL_WAIT, as the plane's).
 ONLINE_WAIT_S = float(os.environ.get("BREV_NODE_INSTALL_WAIT", "60"))
 CA_FILE = "brev_user_ca.pub"
 
 
-def register(
+def register_node(
     name: Annotated[
         str | None, typer.Option(help="the node's name; default: this machine's host name")
     ] = None,
@@ -43,7 +44,7 @@ def register(
         str | None, typer.Option(help="where users reach this machine's sshd; default: its FQDN")
     ] = None,
     ssh_port: Annotated[int, typer.Option(help="its sshd's port", min=1, max=65535)] = 22,
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Register THIS machine as a node of the current org: install the agent here."""
     import dataclasses
@@ -156,5 +157,5 @@ def _trust_ca(public_key: str, node_home: Path) -> None:
     note(f"sshd trusts the plane's SSH CA ({ssh_dir}/sshd_config.d/brev.conf).")
 
 
-def register_command(app: typer.Typer) -> None:
-    app.command("register", rich_help_panel=PANEL)(register)
+def register(app: typer.Typer) -> None:
+    app.command("register", rich_help_panel=panels.INSTANCES)(register_node)

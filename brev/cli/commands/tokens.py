@@ -6,20 +6,22 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from brev.cli import panels
 from brev.cli.login_state import connect
+from brev.cli.options import JsonOutput, optional_duration
 from brev.cli.output import note, print_json, print_table, when
-from brev.duration import InvalidDuration, format_duration_exact, parse_duration
+from brev.duration import format_duration_exact
 from brev.errors import BrevError
 
 if TYPE_CHECKING:
     from brev import api
 
-app = typer.Typer(
+group = typer.Typer(
     help="API tokens for scripts and CI jobs.", no_args_is_help=True, rich_markup_mode=None
 )
 
 
-@app.command("create")
+@group.command("create")
 def create(
     name: Annotated[str, typer.Option(help="a name to recognise the token by, e.g. ci")],
     expires: Annotated[
@@ -39,26 +41,20 @@ def create(
         str | None,
         typer.Option(help="run scope: its instances are deleted this long after creation, e.g. 2h"),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Create a token limited to the current org. The token is printed once, alone on stdout.
 
     With --scope run it may only read offers, create instances within its limits and act on
     the instances it created: what a CI job's `brev run` needs, and nothing else."""
-    try:
-        seconds = parse_duration(expires) if expires else None
-    except InvalidDuration as exc:
-        raise BrevError(f"--expires: {exc}") from None
+    seconds = optional_duration("--expires", expires)
     if scope is not None and scope.strip().lower() != "run":
         raise BrevError(f"--scope: unknown scope {scope!r}; the only scope is run")
     limits = {"--max-price": max_price, "--max-gpus": max_gpus, "--max-ttl": max_ttl}
     given = [flag for flag, value in limits.items() if value is not None]
     if given and scope is None:
         raise BrevError(f"{given[0]}: limits apply to run-scoped tokens only: add --scope run")
-    try:
-        ttl_seconds = parse_duration(max_ttl) if max_ttl else None
-    except InvalidDuration as exc:
-        raise BrevError(f"--max-ttl: {exc}") from None
+    ttl_seconds = optional_duration("--max-ttl", max_ttl)
     with connect() as client:
         created = client.create_token(
             name,
@@ -91,9 +87,9 @@ def _limits(token: api.Token) -> str:
     return f" (at most {', '.join(parts)})" if parts else ""
 
 
-@app.command("ls")
+@group.command("ls")
 def list_tokens(
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """List tokens that work in the current org (an admin sees the whole org's)."""
     with connect() as client:
@@ -117,9 +113,19 @@ def list_tokens(
     print_table(["name", "prefix", "owner", "org", "state", "scope", "expires", "last used"], rows)
 
 
-@app.command("revoke")
-def revoke(name: Annotated[str, typer.Argument(help="name of the token")]) -> None:
+@group.command("revoke")
+def revoke(
+    name: Annotated[str, typer.Argument(help="name of the token")],
+    json_output: JsonOutput = False,
+) -> None:
     """Revoke a token at once; requests with it then get 401."""
     with connect() as client:
         token = client.revoke_token(name)
+    if json_output:
+        print_json(token)
+        return
     note(f"Revoked token '{token.name}' ({token.prefix}…) of {token.owner}.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="token", rich_help_panel=panels.ORGANIZATION)

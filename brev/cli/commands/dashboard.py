@@ -6,17 +6,17 @@ from typing import Annotated
 
 import typer
 
+from brev.cli import panels
 from brev.cli.login_state import connect
+from brev.cli.options import JsonOutput
 from brev.cli.output import note, print_json
-
-PANEL = "Organization"
 
 
 def dashboard(
     no_browser: Annotated[
         bool, typer.Option("--no-browser", help="print the sign-in link instead of opening it")
     ] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Open the dashboard in your browser, signed in as you.
 
@@ -43,4 +43,4 @@ def dashboard(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(dashboard)
+    app.command(rich_help_panel=panels.ORGANIZATION)(dashboard)

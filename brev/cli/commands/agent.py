@@ -7,18 +7,20 @@ from typing import Annotated
 
 import typer
 
+from brev.cli import panels
 from brev.cli.gpus import print_gpu_table
+from brev.cli.options import JsonOutput, duration
 from brev.cli.output import note, print_json
 
-app = typer.Typer(
+group = typer.Typer(
     help="The agent that reports a host's GPUs.", no_args_is_help=True, rich_markup_mode=None
 )
 
 
-@app.command("collect")
+@group.command("collect")
 def collect(
     once: Annotated[bool, typer.Option("--once", help="one report (the only mode for now)")] = True,
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
     nvml: Annotated[bool, typer.Option(help="use NVML when nvidia-ml-py is installed")] = True,
 ) -> None:
     """Collect one report of this host's GPUs and print it."""
@@ -42,7 +44,7 @@ def collect(
     print_gpu_table(report.as_json()["gpus"])
 
 
-@app.command("run")
+@group.command("run")
 def run(
     url: Annotated[str, typer.Option(help="the control plane, e.g. https://brev.example.com")],
     token: Annotated[
@@ -63,13 +65,9 @@ def run(
     import signal
 
     from brev.agent.uplink import run as run_agent
-    from brev.duration import InvalidDuration, parse_duration
     from brev.errors import BrevError
 
-    try:
-        seconds = parse_duration(interval)
-    except InvalidDuration as exc:
-        raise BrevError(f"--interval: {exc}") from None
+    seconds = duration("--interval", interval)
     if token_file is not None:
         try:
             token = token_file.read_text().strip()
@@ -89,3 +87,7 @@ def run(
     except PermissionError as exc:
         raise BrevError(str(exc)) from None
     note(f"stopped; {uplink.delivered} report(s) delivered, {len(uplink.pending)} undelivered")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="agent", rich_help_panel=panels.CONFIGURATION)

@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
-from brev.cli.run import exit_codes
+from brev.cli import exit_codes, panels
+from brev.cli.options import json_flag
 
-PANEL = "Instances"
 _command: list[str] | None = None
 
 
@@ -66,7 +66,7 @@ def run(
     idempotency_key: Annotated[
         str | None, typer.Option(help="default: from the CI job (GitHub, GitLab, Buildkite)")
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="NDJSON events on stderr")] = False,
+    json_output: Annotated[bool, json_flag("NDJSON events on stderr")] = False,
 ) -> None:
     """Rent a GPU, run one command there, give it back: brev run [GPU] [OPTIONS] -- CMD...
 
@@ -132,4 +132,4 @@ def _usage(message: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(run)
+    app.command(rich_help_panel=panels.INSTANCES)(run)

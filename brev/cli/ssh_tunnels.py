@@ -1,10 +1,11 @@
-"""brev port-forward: ports of this machine's 127.0.0.1 carried to ports of an instance's
-127.0.0.1, held until Ctrl-C, reconnecting when the connection drops.
+"""Tunnels from this machine's 127.0.0.1 to an instance's 127.0.0.1, held until Ctrl-C,
+reconnecting when the connection drops: what `brev port-forward` and `brev jupyter` hold, and
+`capture`, the `brev exec` path that `jupyter` and `open` run their probes through.
 
 The tunnel is the user's own OpenSSH (`ssh -N -L` on `$BREV_HOME/ssh_config`) where `ssh` is
 installed, so it goes as fast as `ssh -L` does; else paramiko, logging in the way the plane
-does (brev.ssh.remote: the pinned host key only). `brev jupyter` holds its tunnel with the same
-code. paramiko is imported only on that path, so `brev --help` does not pay for it."""
+does (brev.ssh.remote: the pinned host key only). paramiko is imported only on that path, so
+`brev --help` does not pay for it."""
 
 from __future__ import annotations
 
@@ -18,19 +19,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Annotated, Protocol
+from typing import IO, Protocol
 
-import typer
-
-from brev.cli import access
+from brev.cli import ssh_access
+from brev.cli.exit_codes import SSH_FAILED
 from brev.cli.output import note
 from brev.errors import BrevError
 from brev.ssh import config as ssh_config
-from brev.ssh.forwards import (
-    Forward,
-    check_local_port,
-    parse_forwards,
-)
+from brev.ssh.forwards import Forward, check_local_port
 from brev.ssh.paramiko_tunnel import (
     ALIVE_COUNT_MAX,
     ALIVE_INTERVAL_S,
@@ -40,10 +36,6 @@ from brev.ssh.paramiko_tunnel import (
     daemon,
 )
 
-if TYPE_CHECKING:
-    pass
-
-PANEL = access.PANEL
 # `openssh` or `paramiko`; unset: OpenSSH where `ssh` is on PATH, else paramiko.
 BACKEND_ENV = "BREV_TUNNEL_BACKEND"
 # What ssh's LocalCommand prints once the connection is up and every -L listens (OpenSSH runs
@@ -55,20 +47,6 @@ UP_TIMEOUT_S = 60.0
 # Seconds before each reconnect attempt; the last repeats. Reset once a connection is up.
 BACKOFF_S = (1, 2, 4, 8, 15, 30)
 
-PortSpecs = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--port",
-        "-p",
-        help="LOCAL:REMOTE (8080:80), or PORT for the same port on both sides; repeatable",
-        show_default=False,
-    ),
-]
-Start = Annotated[bool, typer.Option(help="start it first if it is stopped")]
-Wait = Annotated[str, typer.Option(help="how long to wait for it to be reachable")]
-# Forces the paramiko path (also BREV_TUNNEL_BACKEND=paramiko); for tests and odd machines.
-UseParamiko = Annotated[bool, typer.Option("--paramiko", hidden=True)]
-
 
 def choose_backend(force_paramiko: bool = False) -> str:
     wanted = os.environ.get(BACKEND_ENV, "").strip().lower()
@@ -77,13 +55,13 @@ def choose_backend(force_paramiko: bool = False) -> str:
     if force_paramiko or wanted == "paramiko":
         return "paramiko"
     if wanted == "openssh" or shutil.which("ssh") is not None:
-        return "openssh"  # access.prepare says so plainly when ssh is missing
+        return "openssh"  # ssh_access.prepare says so plainly when ssh is missing
     return "paramiko"
 
 
 def resolve(name: str, *, backend: str, start: bool, wait: str, cached: bool = True) -> str:
-    """`access.prepare`; the paramiko backend needs no `ssh` binary."""
-    return access.prepare(
+    """`ssh_access.prepare`; the paramiko backend needs no `ssh` binary."""
+    return ssh_access.prepare(
         name, start=start, wait=wait, cached=cached, needs_ssh=backend == "openssh"
     )
 
@@ -105,11 +83,11 @@ def capture(
     exit code, stdout and stderr lines. `stderr_line` sees each stderr line as it comes."""
     p = ssh_config.paths()
     fast = ssh_config.cached_alias(p, name)
-    alias = access.prepare(name, start=start, wait=wait)
+    alias = ssh_access.prepare(name, start=start, wait=wait)
     code, out, err = _capture_once(p, alias, command, stdin, stderr_line)
-    if code == access.SSH_FAILED and fast:
+    if code == SSH_FAILED and fast:
         ssh_config.forget_cache(p)
-        alias = access.prepare(name, start=start, wait=wait, cached=False)
+        alias = ssh_access.prepare(name, start=start, wait=wait, cached=False)
         code, out, err = _capture_once(p, alias, command, stdin, stderr_line)
     return alias, code, out, err
 
@@ -259,7 +237,7 @@ class _OpenSshSession:
 
     def exit_code(self) -> int:
         code = self.process.poll()
-        return access.SSH_FAILED if code is None or code < 0 else code
+        return SSH_FAILED if code is None or code < 0 else code
 
     def close(self) -> None:
         _stop(self.process)
@@ -401,19 +379,3 @@ def _hold(
         finally:
             session.close()
         time.sleep(delay)
-
-
-def port_forward(
-    name: Annotated[str, typer.Argument(help="instance (or node-NAME)")],
-    port: PortSpecs = None,
-    start: Start = False,
-    wait: Wait = "5m",
-    paramiko: UseParamiko = False,
-) -> None:
-    """Forward local ports to an instance's ports until Ctrl-C: -p 8080:80 [-p 6006 ...]."""
-    forwards = parse_forwards(port or [])
-    raise typer.Exit(hold(name, forwards, start=start, wait=wait, force_paramiko=paramiko))
-
-
-def register(app: typer.Typer) -> None:
-    app.command("port-forward", rich_help_panel=PANEL)(port_forward)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-PANEL = "Control plane"
+from brev.cli import panels
 
 
 def server(
@@ -36,4 +36,4 @@ def server(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(server)
+    app.command(rich_help_panel=panels.CONTROL_PLANE)(server)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from brev.cli import panels, prompts
 from brev.cli.gpus import print_gpu_table
 from brev.cli.login_state import connect
+from brev.cli.options import JsonOutput
 from brev.cli.output import age, note, print_json, print_table, when
 from brev.errors import BrevError
 
@@ -18,12 +19,11 @@ if TYPE_CHECKING:
     from brev import api
     from brev.client import BrevClient
 
-app = typer.Typer(
+group = typer.Typer(
     help="Registered machines (DGX Spark, workstations, servers).",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
 _DESTINATION = re.compile(
     r"^(?P<user>[^@\s]+)@(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\s]+))(?::(?P<port>\d+))?$"
 )
@@ -42,7 +42,7 @@ def parse_destination(text: str) -> tuple[str, str, int]:
     return match["user"], match["v6"] or match["host"], port
 
 
-@app.command("add")
+@group.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="the node's name in brev, e.g. spark-1")],
     destination: Annotated[str, typer.Argument(help="user@host[:port] the plane logs in to")],
@@ -68,7 +68,7 @@ def add(
     plane_url: Annotated[
         str | None, typer.Option(help="where the box reaches the plane; default: the login URL")
     ] = None,
-    json_output: JsonOption = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Add a machine over SSH: check it, install the agent, pin its host key."""
     from brev import api
@@ -120,19 +120,18 @@ def _pin_host_key(client: BrevClient, host: str, port: int, given: str | None, y
     note(f"{host}:{port} shows host key {shown.fingerprint} ({shown.host_key.split()[0]}).")
     if yes:
         return shown.host_key
-    if not sys.stdin.isatty():
-        raise BrevError(
-            f"first contact with {host}:{port}: check the fingerprint above on the box "
-            f"(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then pass "
-            f"--host-key {shown.fingerprint} (or --yes to trust it as shown)"
-        )
-    if not typer.confirm("Pin this host key and continue?", default=False):
+    if not prompts.confirm(
+        "Pin this host key and continue?",
+        without_terminal=f"first contact with {host}:{port}: check the fingerprint above on the "
+        f"box (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then pass "
+        f"--host-key {shown.fingerprint} (or --yes to trust it as shown)",
+    ):
         raise BrevError("host key not pinned; nothing was changed")
     return shown.host_key
 
 
-@app.command("ls")
-def ls(json_output: JsonOption = False) -> None:
+@group.command("ls")
+def ls(json_output: JsonOutput = False) -> None:
     """List the org's nodes: status, GPUs (free or allocated), CPU, RAM, OS, driver."""
     with connect() as client:
         nodes = client.nodes()
@@ -163,9 +162,9 @@ def ls(json_output: JsonOption = False) -> None:
     print_table(columns, rows)
 
 
-@app.command("show")
+@group.command("show")
 def show(
-    name: Annotated[str, typer.Argument(help="node name")], json_output: JsonOption = False
+    name: Annotated[str, typer.Argument(help="node name")], json_output: JsonOutput = False
 ) -> None:
     """Show a node: its hardware, GPUs and who holds them, its last report, its events."""
     with connect() as client:
@@ -208,14 +207,18 @@ def show(
         note("No agent report yet.")
 
 
-@app.command("rm")
+@group.command("rm")
 def rm(
     name: Annotated[str, typer.Argument(help="node name")],
     force: Annotated[bool, typer.Option(help="also delete the instances on it")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Remove a node; its agent uninstalls itself at its next report."""
     with connect() as client:
         node = client.remove_node(name, force=force)
+    if json_output:
+        print_json(node)
+        return
     gone = f"; deleted {', '.join(node.instances)}" if node.instances and force else ""
     note(f"Removed {node.name}{gone}. Its agent uninstalls itself at its next report.")
 
@@ -234,3 +237,7 @@ def _gib(value: int | None) -> str:
 
 def _mib(value: float | None) -> str:
     return f"{value / 1024:.0f} GiB" if value else "-"
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="nodes", rich_help_panel=panels.INSTANCES)

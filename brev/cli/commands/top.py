@@ -11,17 +11,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from brev.cli import panels
 from brev.cli.gpus import print_gpu_table
 from brev.cli.login_state import connect
+from brev.cli.options import duration, json_flag
 from brev.cli.output import age, note, print_json, print_table
-from brev.duration import InvalidDuration, parse_duration
-from brev.errors import BrevError
 
 if TYPE_CHECKING:
     from brev import api
     from brev.client import BrevClient
 
-PANEL = "Instances"
 # Home the cursor and clear the screen: each refresh redraws in place on a terminal.
 CLEAR = "\x1b[H\x1b[2J"
 
@@ -29,16 +28,13 @@ CLEAR = "\x1b[H\x1b[2J"
 def top(
     name: Annotated[str | None, typer.Argument(help="instance name; default: all running")] = None,
     interval: Annotated[str, typer.Option(help="time between refreshes, e.g. 2s")] = "2s",
-    json_output: Annotated[bool, typer.Option("--json", help="print one snapshot as JSON")] = False,
+    json_output: Annotated[bool, json_flag("print one snapshot as JSON")] = False,
     iterations: Annotated[
         int | None, typer.Option(hidden=True, min=1, help="stop after this many refreshes")
     ] = None,
 ) -> None:
     """Watch GPU utilization, memory, power and temperature, refreshed until Ctrl-C."""
-    try:
-        seconds = parse_duration(interval)
-    except InvalidDuration as exc:
-        raise BrevError(f"--interval: {exc}") from None
+    seconds = duration("--interval", interval)
     with connect() as client:
         if json_output:
             print_json(_instance_snapshot(client, name) if name else _fleet_snapshot(client))
@@ -173,4 +169,4 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(top)
+    app.command(rich_help_panel=panels.INSTANCES)(top)

@@ -14,12 +14,13 @@ from typing import Annotated
 
 import typer
 
-from brev.cli import access, tunnels
+from brev.cli import panels, ssh_tunnels
+from brev.cli.exit_codes import SSH_FAILED
+from brev.cli.options import Start, Wait
 from brev.cli.output import note
 from brev.errors import BrevError
 from brev.ssh import config as ssh_config
 
-PANEL = access.PANEL
 EDITORS = {
     "code": (
         "VS Code",
@@ -65,8 +66,8 @@ def open_editor(
     editor: Annotated[
         str, typer.Option("--editor", "-e", help="code (VS Code) or cursor")
     ] = "code",
-    start: tunnels.Start = False,
-    wait: tunnels.Wait = "5m",
+    start: Start = False,
+    wait: Wait = "5m",
 ) -> None:
     """Open VS Code (or Cursor) on an instance over Remote-SSH, in its working directory."""
     if editor not in EDITORS:
@@ -76,11 +77,11 @@ def open_editor(
     if program is None:
         raise BrevError(f"{label}'s `{editor}` command is not on PATH: {how_to_install}")
     p = ssh_config.paths()
-    alias, code, out, err = tunnels.capture(name, "pwd", start=start, wait=wait)
+    alias, code, out, err = ssh_tunnels.capture(name, "pwd", start=start, wait=wait)
     if code != 0:
-        reason = tunnels.last_line(err, f"exit {code}")
-        if code == access.SSH_FAILED:
-            sys.stderr.write(f"error: {tunnels.ssh_failure_line(name, code, reason)}\n")
+        reason = ssh_tunnels.last_line(err, f"exit {code}")
+        if code == SSH_FAILED:
+            sys.stderr.write(f"error: {ssh_tunnels.ssh_failure_line(name, code, reason)}\n")
         else:
             sys.stderr.write(f"error: could not read {name}'s working directory ({reason})\n")
         raise typer.Exit(code)
@@ -101,4 +102,4 @@ def open_editor(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("open", rich_help_panel=PANEL)(open_editor)
+    app.command("open", rich_help_panel=panels.ACCESS)(open_editor)

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from brev.cli import panels
 from brev.cli.login_state import connect
+from brev.cli.options import JsonOutput
 from brev.cli.output import note, print_json, print_table
 
 if TYPE_CHECKING:
     from brev import api
 
-PANEL = "Instances"
 COLUMNS = ["provider", "type", "gpu", "vram", "vcpus", "ram", "region", "$/h", "spot $/h"]
 
 
@@ -57,7 +58,7 @@ def search(
     sort: Annotated[Sort, typer.Option(help="cheapest first, most GPU memory or most GPUs")] = (
         Sort.PRICE
     ),
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Find instance types to run on: GPU, memory, CPUs, region and price per hour."""
     providers = [name.strip() for name in provider.split(",")] if provider else None
@@ -109,4 +110,4 @@ def _price(value: float | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(search)
+    app.command(rich_help_panel=panels.INSTANCES)(search)

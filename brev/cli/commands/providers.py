@@ -16,16 +16,18 @@ from typing import Annotated
 import typer
 
 from brev import api
+from brev.cli import panels
 from brev.cli.login_state import connect
+from brev.cli.options import JsonOutput
 from brev.cli.output import age, note, print_json, print_table
 from brev.errors import BrevError
 
-app = typer.Typer(
+group = typer.Typer(
     help="Cloud credentials of the current org.", no_args_is_help=True, rich_markup_mode=None
 )
 
 
-@app.command(
+@group.command(
     "add",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     epilog="Examples: brev provider add aws --profile work | "
@@ -37,6 +39,7 @@ def add(
     provider: Annotated[
         str, typer.Argument(help="aws, gcp, lambda, or a plug-in (brev provider ls --available)")
     ],
+    json_output: JsonOutput = False,
 ) -> None:
     """Add (or replace) a provider's credentials; its options are its config keys."""
     with connect() as client:
@@ -49,6 +52,9 @@ def add(
         sent = {k.name for k in kind.config_keys if not k.local}
         config = {key: value for key, value in values.items() if key in sent}
         added = client.add_provider(provider, config)
+    if json_output:
+        print_json(added)
+        return
     note(f"Added {provider} credentials to org '{client.org}': {added.identity}.")
 
 
@@ -110,9 +116,9 @@ def _discovered(provider: str, values: dict[str, str]) -> dict[str, str]:
         raise BrevError(error.message) from None
 
 
-@app.command("ls")
+@group.command("ls")
 def list_providers(
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
     available: Annotated[
         bool, typer.Option("--available", help="the providers the plane has, and their options")
     ] = False,
@@ -152,9 +158,19 @@ def _list_kinds(json_output: bool) -> None:
     )
 
 
-@app.command("rm")
-def remove(provider: Annotated[str, typer.Argument(help="aws, gcp, ...")]) -> None:
+@group.command("rm")
+def remove(
+    provider: Annotated[str, typer.Argument(help="aws, gcp, ...")],
+    json_output: JsonOutput = False,
+) -> None:
     """Remove a provider's credentials (refused while instances run there)."""
     with connect() as client:
         client.remove_provider(provider)
+    if json_output:
+        print_json({"org": client.org, "removed": provider})
+        return
     note(f"Removed {provider} credentials from org '{client.org}'.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="provider", rich_help_panel=panels.ORGANIZATION)

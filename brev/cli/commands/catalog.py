@@ -6,26 +6,28 @@ and keeps the result for every `brev search` and `brev create` after.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
+from brev.cli import panels
 from brev.cli.login_state import connect
+from brev.cli.options import JsonOutput
 from brev.cli.output import note, print_json, print_table
 
 if TYPE_CHECKING:
     from brev import api
 
-app = typer.Typer(
+group = typer.Typer(
     help="The offer catalog that search and create read.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 
 
-@app.command("refresh")
+@group.command("refresh")
 def refresh(
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Update the catalog from the APIs of the providers this org has credentials for.
 
@@ -56,3 +58,7 @@ def refresh(
 
 def _row(result: api.CatalogRefresh) -> list[str]:
     return [result.provider, str(result.rows), str(len(result.regions)), str(len(result.skipped))]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="catalog", rich_help_panel=panels.CONFIGURATION)

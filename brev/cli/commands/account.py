@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 
+from brev.cli import panels, prompts
 from brev.cli.login_state import Login, connect, current_login, forget_login, save_login
+from brev.cli.options import JsonOutput
 from brev.cli.output import note, print_json, print_table
 from brev.errors import BrevError
-
-PANEL = "Configuration"
 
 
 def login(
@@ -19,17 +19,15 @@ def login(
         str | None, typer.Option(help="an API token; asked for when omitted on a terminal")
     ] = None,
     org: Annotated[str | None, typer.Option(help="org to use; default: your first org")] = None,
+    json_output: JsonOutput = False,
 ) -> None:
     """Log in to a control plane.
 
     Checks the token, then stores the URL, token and org in $BREV_HOME/credentials.json.
+    --json prints what `brev whoami --json` prints.
     """
     if token is None:
-        import sys
-
-        if not sys.stdin.isatty():
-            raise BrevError("no token given: pass --token TOKEN")
-        token = typer.prompt("Token", hide_input=True)
+        token = prompts.secret("Token", without_terminal="no token given: pass --token TOKEN")
     candidate = Login(url=url.rstrip("/"), token=token.strip())
     with connect(candidate) as client:
         me = client.whoami()
@@ -43,10 +41,12 @@ def login(
             + (f" (org: {chosen})" if chosen else "")
         )
         if chosen:
-            from brev.cli.access import refresh_quietly
+            from brev.cli.ssh_access import refresh_quietly
 
             client.org = chosen
             refresh_quietly(client)  # makes the SSH key, writes ssh_config
+    if json_output:
+        print_json({**me.model_dump(mode="json"), "url": candidate.url, "org": chosen})
 
 
 def logout() -> None:
@@ -59,7 +59,7 @@ def logout() -> None:
 
 
 def whoami(
-    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Show who you are logged in as, where, and in which org."""
     login = current_login()
@@ -83,6 +83,6 @@ def whoami(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(login)
-    app.command(rich_help_panel=PANEL)(logout)
-    app.command(rich_help_panel=PANEL)(whoami)
+    app.command(rich_help_panel=panels.CONFIGURATION)(login)
+    app.command(rich_help_panel=panels.CONFIGURATION)(logout)
+    app.command(rich_help_panel=panels.CONFIGURATION)(whoami)

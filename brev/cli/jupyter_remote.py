@@ -1,4 +1,5 @@
-"""brev jupyter: a Jupyter server on an instance, reached through a tunnel from this machine.
+"""The Jupyter server of `brev jupyter` on an instance (brev.cli.commands.jupyter holds the
+tunnel to it).
 
 A short Python program, sent on the stdin of `python3 -` through `brev exec`'s path (ssh on the
 instance's alias, so in its working directory, with its GPUs), starts the server or finds the
@@ -13,17 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-
-from brev.cli import access, tunnels
+from brev.cli import ssh_tunnels
+from brev.cli.exit_codes import SSH_FAILED
 from brev.cli.output import note
 from brev.errors import BrevError
-from brev.ssh import forwards
 
-PANEL = access.PANEL
 # The command that starts Jupyter on the instance, instead of finding one there (or installing
 # JupyterLab): `/opt/conda/bin/jupyter lab`, `python3 -m jupyter_server`. brev adds --no-browser,
 # --ip, --port, --port-retries (and --allow-root as root).
@@ -234,7 +231,7 @@ def remote_program(action: str, token: str, command: str, timeout: int = START_T
     return _REMOTE.replace("@CONFIG@", repr(json.dumps(config)))
 
 
-def _on_instance(name: str, action: str, token: str, start: bool, wait: str) -> dict[str, Any]:
+def on_instance(name: str, action: str, token: str, start: bool, wait: str) -> dict[str, Any]:
     """Run the program on `name`; its answer. One-line errors for whatever went wrong."""
 
     def show(line: str) -> None:
@@ -242,7 +239,7 @@ def _on_instance(name: str, action: str, token: str, start: bool, wait: str) -> 
             note(line[len(NOTE_MARK) :])
 
     program = remote_program(action, token, os.environ.get(COMMAND_ENV, "").strip())
-    _, code, out, err = tunnels.capture(
+    _, code, out, err = ssh_tunnels.capture(
         name, "python3 -", stdin=program.encode(), start=start, wait=wait, stderr_line=show
     )
     for line in out.splitlines():
@@ -252,121 +249,27 @@ def _on_instance(name: str, action: str, token: str, start: bool, wait: str) -> 
                 return answer
             except ValueError:
                 break
-    if code == access.SSH_FAILED:
-        raise _Failed(code, tunnels.ssh_failure_line(name, code, tunnels.last_line(err, "")))
+    if code == SSH_FAILED:
+        raise JupyterFailed(
+            code, ssh_tunnels.ssh_failure_line(name, code, ssh_tunnels.last_line(err, ""))
+        )
     errors = [line[len(ERROR_MARK) :] for line in err if line.startswith(ERROR_MARK)]
     if errors:
-        raise _Failed(code, f"on {name}: {errors[-1]}")
+        raise JupyterFailed(code, f"on {name}: {errors[-1]}")
     if code == 127:
-        raise _Failed(code, f"no python3 on {name}'s PATH: Jupyter needs Python there (exit 127)")
-    reason = tunnels.last_line([line for line in err if not line.startswith(NOTE_MARK)], "")
-    raise _Failed(
+        raise JupyterFailed(
+            code, f"no python3 on {name}'s PATH: Jupyter needs Python there (exit 127)"
+        )
+    reason = ssh_tunnels.last_line([line for line in err if not line.startswith(NOTE_MARK)], "")
+    raise JupyterFailed(
         code or 1,
         f"could not {action} Jupyter on {name} (exit {code}{': ' + reason if reason else ''})",
     )
 
 
-class _Failed(BrevError):
+class JupyterFailed(BrevError):
     """A failure with the exit code to leave with (the remote side's, or ssh's)."""
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-def should_open_browser(no_browser: bool) -> bool:
-    if no_browser:
-        return False
-    if sys.platform in ("darwin", "win32"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def _open_browser(url: str) -> None:
-    import webbrowser
-
-    try:
-        opened = webbrowser.open(url)
-    except Exception:  # a browser that fails must not end the tunnel
-        opened = False
-    if not opened:
-        note("Could not open a browser; open the URL above yourself.")
-
-
-def jupyter(
-    name: Annotated[str, typer.Argument(help="instance (or node-NAME)")],
-    port: Annotated[
-        str | None,
-        typer.Option(
-            "--port",
-            "-p",
-            help="local port for the tunnel (default: a free one)",
-            show_default=False,
-        ),
-    ] = None,
-    no_browser: Annotated[
-        bool, typer.Option("--no-browser", help="print the URL only; do not open a browser")
-    ] = False,
-    stop: Annotated[
-        bool, typer.Option("--stop", help="stop the Jupyter server on the instance and exit")
-    ] = False,
-    start: tunnels.Start = False,
-    wait: tunnels.Wait = "5m",
-    paramiko: tunnels.UseParamiko = False,
-) -> None:
-    """Start (or reuse) Jupyter on an instance and open it here through a tunnel."""
-    try:
-        if stop:
-            answer = _on_instance(name, "stop", "", start, wait)
-            note(
-                f"Stopped the Jupyter server on {name}."
-                if answer.get("stopped")
-                else f"No Jupyter server was running on {name}."
-            )
-            raise typer.Exit(0)
-        local = forwards.parse_port("--port", port) if port is not None else None
-        if local is not None:
-            forwards.check_local_port(local)
-        import secrets
-
-        token = secrets.token_urlsafe(32)
-        answer = _on_instance(name, "start", token, start, wait)
-    except _Failed as failed:
-        sys.stderr.write(f"error: {failed.message}\n")
-        raise typer.Exit(failed.code) from None
-    try:
-        remote_port, token = int(answer["port"]), str(answer["token"])
-    except (KeyError, TypeError, ValueError):
-        raise BrevError(f"the Jupyter helper on {name} gave an unexpected answer") from None
-    local = local or forwards.free_local_port()
-    path = "/lab" if answer.get("kind") == "lab" else "/"
-    url = f"http://127.0.0.1:{local}{path}?token={token}"
-    how = "running" if answer.get("reused") else "started"
-    where = answer.get("directory", "its working directory")
-
-    def on_up() -> None:
-        note(f"Jupyter {how} on {name} in {where} (its 127.0.0.1:{remote_port}); open:")
-        print(url, flush=True)
-        note("Ctrl-C closes the tunnel; the server keeps running (`--stop` ends it).")
-        if should_open_browser(no_browser):
-            _open_browser(url)
-
-    def on_stop() -> None:
-        note(f"Tunnel closed; Jupyter keeps running on {name} (`brev jupyter {name}` again).")
-
-    forward = forwards.Forward(local=local, remote=remote_port)
-    raise typer.Exit(
-        tunnels.hold(
-            name,
-            [forward],
-            start=start,
-            wait=wait,
-            force_paramiko=paramiko,
-            on_up=on_up,
-            on_stop=on_stop,
-        )
-    )
-
-
-def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(jupyter)
