@@ -21,7 +21,7 @@ from tests.conftest import Plane
 # Codes the application answers itself, outside the services' errors (brev/server/app.py,
 # brev/server/body_limit.py): each must appear there, so this list cannot go stale unnoticed.
 ANSWERED_BY_THE_APP = {
-    "internal_error": "app.py",
+    "internal_error": "unhandled.py",
     "http_error": "app.py",
     "not_found": "app.py",
     "method_not_allowed": "app.py",

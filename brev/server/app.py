@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -41,9 +40,9 @@ from brev.server.routers import (
 )
 from brev.server.secrets import Secrets
 from brev.server.settings import ServerSettings
+from brev.server.unhandled import UnhandledErrors, error_log, internal_error
 from brev.server.web import add_dashboard
 
-log = logging.getLogger("brev.server")
 # A validation error names at most this many fields, then counts the rest.
 MAX_REPORTED_ERRORS = 20
 
@@ -70,6 +69,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.unhandled = error_log()
     app.state.sessions = make_sessionmaker(engine)
     app.state.metrics = Metrics(app.state.sessions)
     app.state.secrets = Secrets.for_home(settings.home)
@@ -137,6 +137,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.reconciler.stop()
         app.state.ingest.stop()
+        app.state.unhandled.flush()
 
 
 def _error(
@@ -184,7 +185,11 @@ def _add_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
 
+    # Innermost of the middlewares: answers and logs, once, what no handler above took.
+    app.add_middleware(UnhandledErrors, errors=app.state.unhandled)
+
     @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return _error(500, "internal_error", "internal error; the server log has the details")
+    async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        # Only what fails in a middleware outside UnhandledErrors reaches this: Starlette
+        # raises it on after this answer, and uvicorn logs it (once: not here as well).
+        return internal_error()
