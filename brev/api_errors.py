@@ -80,6 +80,13 @@ class ServerError(ApiError):
 # -- by code ---------------------------------------------------------------------------------
 
 
+class DatabaseUnavailable(ServerError):
+    """503: the plane answers but its database does not, for now. Temporary: trying again
+    after a few seconds (the answer's Retry-After) is the remedy."""
+
+    CODE = "database_unavailable"
+
+
 class TokenLimit(Forbidden):
     """Over a limit of a run-scoped token; `fields[0].field` names the limit."""
 

@@ -19,7 +19,8 @@ from brev.server.errors import ServiceError
 from tests.conftest import Plane
 
 # Codes the application answers itself, outside the services' errors (brev/server/app.py,
-# brev/server/body_limit.py): each must appear there, so this list cannot go stale unnoticed.
+# brev/server/body_limit.py, brev/server/db/outage.py): each must appear there, so this list
+# cannot go stale unnoticed.
 ANSWERED_BY_THE_APP = {
     "internal_error": "unhandled.py",
     "http_error": "app.py",
@@ -27,6 +28,7 @@ ANSWERED_BY_THE_APP = {
     "method_not_allowed": "app.py",
     "validation_error": "app.py",
     "body_too_large": "body_limit.py",
+    "database_unavailable": "db/outage.py",
 }
 
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from brev import __version__, api
@@ -16,6 +17,7 @@ from brev.catalog.offers import use_overlay
 from brev.providers.registry import make_provider
 from brev.server.admission import AdmissionLimit
 from brev.server.body_limit import BodyLimit
+from brev.server.db import outage
 from brev.server.db.engine import make_engine, make_sessionmaker
 from brev.server.errors import InvalidInput, ServiceError, TokenLimit
 from brev.server.ingest import ReportIngest
@@ -69,6 +71,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    # Hooked to the engine's new connections from the start: how an outage's end is seen.
+    app.state.database = outage.reachability(engine)
     app.state.unhandled = error_log()
     app.state.sessions = make_sessionmaker(engine)
     app.state.metrics = Metrics(app.state.sessions)
@@ -185,6 +189,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
 
+    app.add_exception_handler(DBAPIError, outage.handle)
     # Innermost of the middlewares: answers and logs, once, what no handler above took.
     app.add_middleware(UnhandledErrors, errors=app.state.unhandled)
 
