@@ -5,10 +5,12 @@ request that met it, and a failing reconciler pass wrote a traceback every secon
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 
 from brev.server.log_dedup import DedupLog, raise_site
+from brev.server.reconciler import health, loop_errors
 from brev.server.services import orgs
 from tests.conftest import Plane
 
@@ -114,3 +116,39 @@ def test_an_unhandled_error_is_a_json_500_logged_once_with_its_traceback(
         "unhandled error in GET /api/v1/orgs (RuntimeError: a bug in list_orgs)"
     )
     assert http.get("/api/v1/orgs/default").status_code == 200
+
+
+# -- the reconciler ---------------------------------------------------------------------
+
+
+def test_a_failing_reconciler_pass_is_one_traceback_and_a_count(
+    plane: Plane, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    passes = threading.Semaphore(0)
+
+    def broken(*_: object) -> None:
+        passes.release()
+        raise RuntimeError("a bug in a pass")
+
+    monkeypatch.setattr(health, "mark_silent_instances", broken)
+    # What the process's reconciler has said before (the other backend's run) is forgotten.
+    monkeypatch.setattr(loop_errors, "_repeats", DedupLog(loop_errors.log))
+    caplog.set_level(logging.INFO, logger="brev.reconciler")
+    reconciler = plane.reconciler
+    reconciler._interval = 0.01
+    reconciler.start()
+    try:
+        for _ in range(20):
+            assert passes.acquire(timeout=30)
+    finally:
+        reconciler.stop()
+    failed = [r for r in caplog.records if r.getMessage().startswith("reconcile pass failed")]
+    assert len(failed) == 1
+    assert failed[0].exc_info is not None
+
+
+def test_passes_back_off_only_while_the_database_is_away() -> None:
+    pauses = [loop_errors.pause_between_passes(1.0, n) for n in range(7)]
+    assert pauses == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0]
+    assert loop_errors.pause_between_passes(30.0, 3) == 30.0  # never shorter than the interval
+    assert loop_errors.pause_between_passes(0.0, 0) == 0.0
