@@ -53,6 +53,12 @@ class BadRequest(InvalidRequest):
     CODE = "bad_request"
 
 
+class InvalidJson(BadRequest):
+    """400: the request body is not JSON; the message says where it broke."""
+
+    CODE = "invalid_json"
+
+
 class Unauthenticated(ApiError):
     CODE = "unauthenticated"
 

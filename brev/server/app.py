@@ -175,6 +175,13 @@ def _add_error_handlers(app: FastAPI) -> None:
         # The first few errors and a count: a list of a million wrong items made an error
         # body of 643 MB (each item's error, twice).
         errors = exc.errors()
+        not_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
+        if not_json is not None:  # not a request with bad values: no request at all
+            reason = (not_json.get("ctx") or {}).get("error", "malformed")
+            where = not_json["loc"][-1]
+            return _error(
+                400, "invalid_json", f"the request body is not JSON: {reason} at character {where}"
+            )
         fields = [
             api.FieldError(field=_field_name(tuple(e["loc"])), reason=e["msg"][:200])
             for e in errors[:MAX_REPORTED_ERRORS]
@@ -186,6 +193,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's for a body it cannot decode (not UTF-8)
+            return _error(400, "invalid_json", "the request body is not JSON: not UTF-8 text")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
 
