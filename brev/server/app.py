@@ -22,6 +22,7 @@ from brev.server.db.engine import make_engine, make_sessionmaker
 from brev.server.errors import InvalidInput, ServiceError, TokenLimit
 from brev.server.ingest import ReportIngest
 from brev.server.metrics import Metrics, MetricsMiddleware
+from brev.server.openapi_errors import EVERY_ROUTE
 from brev.server.reconciler.boot import BootCheck
 from brev.server.reconciler.loop import Reconciler
 from brev.server.reconciler.snapshot import Timing
@@ -60,14 +61,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         version=__version__,
         description="One place where a team gets GPUs. "
         "Authenticate with 'Authorization: Bearer <token>'.",
-        responses={
-            401: {
-                "model": api.ErrorBody,
-                "description": "missing, invalid, expired or revoked token",
-            },
-            404: {"model": api.ErrorBody, "description": "not found, or not visible to the caller"},
-            422: {"model": api.ErrorBody, "description": "invalid request body or parameters"},
-        },
+        responses=EVERY_ROUTE,
     )
     app.state.settings = settings
     app.state.engine = engine

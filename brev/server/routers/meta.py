@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from brev import __version__, api
 from brev.server.db import outage
 from brev.server.metrics import CONTENT_TYPE
+from brev.server.openapi_errors import errors
 
 router = APIRouter(tags=["meta"])
 
@@ -17,9 +18,10 @@ router = APIRouter(tags=["meta"])
     response_model=api.ServerHealth,
     responses={
         503: {
+            **errors(503)[503],
             "model": outage.HealthUnavailable,
             "description": "the database is unreachable: status `database_unavailable`, the "
-            "usual fields, and the error body; with Retry-After",
+            "usual fields, and the error body beside them",
         }
     },
 )
