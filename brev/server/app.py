@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
@@ -22,6 +22,7 @@ from brev.server.db.engine import make_engine, make_sessionmaker
 from brev.server.errors import InvalidInput, ServiceError, TokenLimit
 from brev.server.ingest import ReportIngest
 from brev.server.metrics import Metrics, MetricsMiddleware
+from brev.server.nul_guard import refuse_nul_characters
 from brev.server.openapi_errors import EVERY_ROUTE
 from brev.server.reconciler.boot import BootCheck
 from brev.server.reconciler.loop import Reconciler
@@ -62,6 +63,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         description="One place where a team gets GPUs. "
         "Authenticate with 'Authorization: Bearer <token>'.",
         responses=EVERY_ROUTE,
+        dependencies=[Depends(refuse_nul_characters)],
     )
     app.state.settings = settings
     app.state.engine = engine
