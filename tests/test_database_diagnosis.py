@@ -3,6 +3,7 @@ database that cannot be reached or is locked is; a bug's error stays a 500."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -10,7 +11,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
+from brev.server.db import outage
 from brev.server.db.outage import diagnose
+from brev.server.log_dedup import DedupLog
+from brev.server.services import orgs
+from tests.conftest import Plane
 from tests.databases import PostgresDatabases
 from tests.postgres import free_port
 
@@ -88,3 +93,37 @@ def test_a_postgresql_error_the_server_sent_stays_an_error(
     assert type(timeout.orig).__name__ == "QueryCanceled"
     assert diagnose(timeout) is None
     assert diagnose(_error_of(url, "SELECT * FROM no_such_table")) is None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_locked_database_is_a_busy_503_said_once(
+    plane: Plane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path)
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.commit()
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        # What a write meets after the plane's 30 s busy timeout, without the 30 s.
+        locked = _error_of(f"sqlite:///{path}", "INSERT INTO t VALUES (1)", timeout=0)
+    finally:
+        holder.rollback()
+        holder.close()
+
+    def blocked(*_: object) -> None:
+        raise locked
+
+    monkeypatch.setattr(orgs, "list_orgs", blocked)
+    monkeypatch.setattr(outage, "_busy", DedupLog(outage.log))  # nothing said before this test
+    caplog.set_level(logging.INFO)
+    http = plane.http(plane.admin_token)
+    for _ in range(3):
+        answer = http.get("/api/v1/orgs")
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"] == "5"
+        assert answer.json()["error"]["code"] == "database_unavailable"
+        assert "busy" in answer.json()["error"]["message"]
+    said = [r.getMessage() for r in caplog.records if r.name == "brev.server.database"]
+    assert said == ["database busy (sqlite3.OperationalError: database is locked)"]
+    assert http.get("/healthz").status_code == 200  # a lock is no outage
