@@ -127,3 +127,24 @@ def test_a_locked_database_is_a_busy_503_said_once(
     said = [r.getMessage() for r in caplog.records if r.name == "brev.server.database"]
     assert said == ["database busy (sqlite3.OperationalError: database is locked)"]
     assert http.get("/healthz").status_code == 200  # a lock is no outage
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_database_error_that_is_a_bug_is_a_500_logged_once(
+    plane: Plane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = _error_of(f"sqlite:///{tmp_path / 'brev.db'}", "SELECT * FROM no_such_table")
+
+    def broken(*_: object) -> None:
+        raise missing
+
+    monkeypatch.setattr(orgs, "list_orgs", broken)
+    caplog.set_level(logging.INFO)
+    http = plane.http(plane.admin_token)
+    for _ in range(3):
+        answer = http.get("/api/v1/orgs")
+        assert answer.status_code == 500
+        assert answer.json()["error"]["code"] == "internal_error"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    assert "no such table" in errors[0].getMessage()

@@ -69,10 +69,10 @@ def diagnose(error: BaseException) -> Unavailable | None:
     orig = error.orig
     reason = _reason(orig)
     if isinstance(orig, sqlite3.Error):
-        text = str(orig)
-        if text.startswith("database is locked") or text.startswith("database table is locked"):
+        said = str(orig)
+        if said.startswith(("database is locked", "database table is locked")):
             return Unavailable("busy", reason)
-        if text.startswith("unable to open database file"):
+        if said.startswith("unable to open database file"):
             return Unavailable("unreachable", reason)
         return None
     if error.connection_invalidated or isinstance(error, InterfaceError):
