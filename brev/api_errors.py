@@ -53,6 +53,12 @@ class BadRequest(InvalidRequest):
     CODE = "bad_request"
 
 
+class InvalidJson(BadRequest):
+    """400: the request body is not JSON; the message says where it broke."""
+
+    CODE = "invalid_json"
+
+
 class Unauthenticated(ApiError):
     CODE = "unauthenticated"
 
@@ -78,6 +84,13 @@ class ServerError(ApiError):
 
 
 # -- by code ---------------------------------------------------------------------------------
+
+
+class DatabaseUnavailable(ServerError):
+    """503: the plane answers but its database does not, for now. Temporary: trying again
+    after a few seconds (the answer's Retry-After) is the remedy."""
+
+    CODE = "database_unavailable"
 
 
 class TokenLimit(Forbidden):

@@ -53,14 +53,23 @@ class PostgresCluster:
             os.chown(datadir, user.pw_uid, user.pw_gid)
         cluster = cls(bindir=bindir, datadir=datadir, port=free_port(), run_as=run_as)
         cluster._run("initdb", "-D", str(datadir), "-U", "postgres", "-A", "trust", "--no-sync")
+        cluster.resume()
+        return cluster
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data: an outage, as the plane sees one (its open
+        connections are ended, new ones refused)."""
+        self._run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server (again), on the same port."""
         options = (
-            f"-p {cluster.port} -k {datadir} -c listen_addresses=127.0.0.1 "
+            f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=200"
         )
-        log = str(datadir / "server.log")
-        cluster._run("pg_ctl", "-D", str(datadir), "-o", options, "-l", log, "-w", "start")
-        return cluster
+        log = str(self.datadir / "server.log")
+        self._run("pg_ctl", "-D", str(self.datadir), "-o", options, "-l", log, "-w", "start")
 
     def stop(self) -> None:
         try:

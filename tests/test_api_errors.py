@@ -18,15 +18,17 @@ from brev.client import BrevClient
 from brev.server.errors import ServiceError
 from tests.conftest import Plane
 
-# Codes the application answers itself, outside the services' errors (brev/server/app.py,
-# brev/server/body_limit.py): each must appear there, so this list cannot go stale unnoticed.
+# Codes the application answers itself, outside the services' errors, and the module under
+# brev/server that answers each: it must appear there, so this list cannot go stale unnoticed.
 ANSWERED_BY_THE_APP = {
-    "internal_error": "app.py",
+    "internal_error": "unhandled.py",
     "http_error": "app.py",
     "not_found": "app.py",
     "method_not_allowed": "app.py",
     "validation_error": "app.py",
+    "invalid_json": "app.py",
     "body_too_large": "body_limit.py",
+    "database_unavailable": "db/outage.py",
 }
 
 
@@ -59,6 +61,8 @@ def test_every_code_the_plane_answers_has_its_own_exception() -> None:
         (422, "node_install_failed", api_errors.NodeInstallFailed),
         (410, "node_removed", api_errors.NodeRemoved),
         (413, "body_too_large", api_errors.BodyTooLarge),
+        (400, "invalid_json", api_errors.InvalidJson),
+        (503, "database_unavailable", api_errors.DatabaseUnavailable),
         # a code from a newer plane: its status decides
         (404, "gone_fishing", api_errors.NotFound),
         (409, "some_new_conflict", api_errors.Conflict),

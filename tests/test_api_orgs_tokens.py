@@ -52,12 +52,22 @@ def test_a_missing_field_and_a_wrong_type_are_named(plane: Plane) -> None:
     assert limit["fields"][0]["field"] == "limit"
 
 
-def test_a_body_that_is_not_json_gets_422(plane: Plane) -> None:
+def test_a_body_that_is_not_json_gets_400(plane: Plane) -> None:
     response = plane.http(plane.admin_token).post(
         "/api/v1/orgs", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert response.status_code == 422
-    assert response.json()["error"]["code"] == "validation_error"
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "invalid_json",
+        "message": "the request body is not JSON: "
+        "Expecting property name enclosed in double quotes at character 1",
+        "fields": [],
+    }
+    not_utf8 = plane.http(plane.admin_token).post(
+        "/api/v1/orgs", content=b'{"name": "\xff"}', headers={"content-type": "application/json"}
+    )
+    assert not_utf8.status_code == 400
+    assert not_utf8.json()["error"]["code"] == "invalid_json"
 
 
 def test_unknown_routes_get_a_json_404(plane: Plane) -> None:

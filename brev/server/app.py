@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from brev import __version__, api
@@ -17,10 +17,13 @@ from brev.catalog.offers import use_overlay
 from brev.providers.registry import make_provider
 from brev.server.admission import AdmissionLimit
 from brev.server.body_limit import BodyLimit
+from brev.server.db import outage
 from brev.server.db.engine import make_engine, make_sessionmaker
 from brev.server.errors import InvalidInput, ServiceError, TokenLimit
 from brev.server.ingest import ReportIngest
 from brev.server.metrics import Metrics, MetricsMiddleware
+from brev.server.nul_guard import refuse_nul_characters
+from brev.server.openapi_errors import EVERY_ROUTE
 from brev.server.reconciler.boot import BootCheck
 from brev.server.reconciler.loop import Reconciler
 from brev.server.reconciler.snapshot import Timing
@@ -41,9 +44,9 @@ from brev.server.routers import (
 )
 from brev.server.secrets import Secrets
 from brev.server.settings import ServerSettings
+from brev.server.unhandled import UnhandledErrors, error_log, internal_error
 from brev.server.web import add_dashboard
 
-log = logging.getLogger("brev.server")
 # A validation error names at most this many fields, then counts the rest.
 MAX_REPORTED_ERRORS = 20
 
@@ -59,17 +62,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
         version=__version__,
         description="One place where a team gets GPUs. "
         "Authenticate with 'Authorization: Bearer <token>'.",
-        responses={
-            401: {
-                "model": api.ErrorBody,
-                "description": "missing, invalid, expired or revoked token",
-            },
-            404: {"model": api.ErrorBody, "description": "not found, or not visible to the caller"},
-            422: {"model": api.ErrorBody, "description": "invalid request body or parameters"},
-        },
+        responses=EVERY_ROUTE,
+        dependencies=[Depends(refuse_nul_characters)],
     )
     app.state.settings = settings
     app.state.engine = engine
+    # Hooked to the engine's new connections from the start: how an outage's end is seen.
+    app.state.database = outage.reachability(engine)
+    app.state.unhandled = error_log()
     app.state.sessions = make_sessionmaker(engine)
     app.state.metrics = Metrics(app.state.sessions)
     app.state.secrets = Secrets.for_home(settings.home)
@@ -137,6 +137,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.reconciler.stop()
         app.state.ingest.stop()
+        app.state.unhandled.flush()
 
 
 def _error(
@@ -170,6 +171,13 @@ def _add_error_handlers(app: FastAPI) -> None:
         # The first few errors and a count: a list of a million wrong items made an error
         # body of 643 MB (each item's error, twice).
         errors = exc.errors()
+        not_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
+        if not_json is not None:  # not a request with bad values: no request at all
+            reason = (not_json.get("ctx") or {}).get("error", "malformed")
+            where = not_json["loc"][-1]
+            return _error(
+                400, "invalid_json", f"the request body is not JSON: {reason} at character {where}"
+            )
         fields = [
             api.FieldError(field=_field_name(tuple(e["loc"])), reason=e["msg"][:200])
             for e in errors[:MAX_REPORTED_ERRORS]
@@ -181,10 +189,17 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's for a body it cannot decode (not UTF-8)
+            return _error(400, "invalid_json", "the request body is not JSON: not UTF-8 text")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
 
+    app.add_exception_handler(DBAPIError, outage.handle)
+    # Innermost of the middlewares: answers and logs, once, what no handler above took.
+    app.add_middleware(UnhandledErrors, errors=app.state.unhandled)
+
     @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return _error(500, "internal_error", "internal error; the server log has the details")
+    async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        # Only what fails in a middleware outside UnhandledErrors reaches this: Starlette
+        # raises it on after this answer, and uvicorn logs it (once: not here as well).
+        return internal_error()

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from brev import api
 from brev.server.auth import Principal, check, hash_secret
+from brev.server.db import outage
 from brev.server.db.models import ApiToken, Instance, User, utcnow
 from brev.server.errors import Forbidden, ServiceError, Unauthenticated
 from brev.server.services import gpu_metrics
@@ -92,7 +93,13 @@ class ReportIngest:
     def _write(self, batch: list[_Item]) -> None:
         try:
             answers = self._commit(batch)
-        except Exception:
+        except Exception as error:
+            if outage.diagnose(error) is not None:
+                # Each request answers 503, and the outage is logged once there: not here too,
+                # with a traceback, for every batch while it lasts.
+                for item in batch:
+                    _fail(item, error)
+                return
             if len(batch) == 1:
                 log.exception("writing a report request failed")
                 _fail(batch[0], sys.exc_info()[1])

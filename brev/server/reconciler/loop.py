@@ -30,6 +30,11 @@ from brev.server.reconciler import (
     retention,
     sweep,
 )
+from brev.server.reconciler.loop_errors import (
+    pause_between_passes,
+    say_failure,
+    saying_failures,
+)
 from brev.server.reconciler.snapshot import Change, Recorder, Snapshot, Timing
 from brev.server.reconciler.steps import step
 from brev.server.secrets import Secrets
@@ -99,6 +104,7 @@ class Reconciler:
                 log.warning("replica %s could not sign off: %s", self.owner, exc)
 
     def _run(self) -> None:
+        passes_without_database = 0
         while not self._stop.is_set():
             try:
                 self.dispatch()
@@ -110,9 +116,11 @@ class Reconciler:
                 if time.monotonic() - self._last_sweep >= self._sweep_every.total_seconds():
                     self._last_sweep = time.monotonic()
                     self._pool.submit(self.sweep)
-            except Exception:  # one bad pass must not end the loop: log and go on
-                log.exception("reconcile pass failed")
-            self._stop.wait(self._interval)
+                passes_without_database = 0
+            except Exception as error:  # one bad pass must not end the loop: log and go on
+                if say_failure(self._sessions, error, "reconcile pass"):
+                    passes_without_database += 1
+            self._stop.wait(pause_between_passes(self._interval, passes_without_database))
 
     def dispatch(self) -> int:
         """Claim what is due and hand each to a worker; how many were handed out."""
@@ -152,8 +160,8 @@ class Reconciler:
     def sweep(self) -> int:
         try:
             return sweep.sweep(self._sessions, self.provider_for_org, self.plane_id)
-        except Exception:
-            log.exception("sweep failed")
+        except Exception as error:
+            say_failure(self._sessions, error, "sweep")
             return 0
 
     # -- one instance -------------------------------------------------------------------
@@ -163,14 +171,23 @@ class Reconciler:
             self._step(instance_id)
         except claims.LeaseLost:
             log.warning("lease on instance %s ran out mid-step; another worker has it", instance_id)
-        except Exception:
-            log.exception("step of instance %s failed", instance_id)
-            with transaction(self._sessions) as session:
-                row = session.get(Instance, instance_id)
-                if row is not None and row.lease_owner == self.owner:
-                    row.next_check_at = utcnow() + self._timing.backoff
+        except Exception as error:
+            # With the database away the step is due as it was; else it is put off a while.
+            if not say_failure(self._sessions, error, "step of instance %s", instance_id):
+                with (
+                    saying_failures(self._sessions, "putting off instance %s", instance_id),
+                    transaction(self._sessions) as session,
+                ):
+                    row = session.get(Instance, instance_id)
+                    if row is not None and row.lease_owner == self.owner:
+                        row.next_check_at = utcnow() + self._timing.backoff
         finally:
-            with transaction(self._sessions) as session:
+            # Released even when that fails (the database away: the lease runs out instead),
+            # or the instance would stay in flight, and unstepped, until a restart.
+            with (
+                saying_failures(self._sessions, "releasing instance %s", instance_id),
+                transaction(self._sessions) as session,
+            ):
                 row = session.get(Instance, instance_id)
                 if row is not None:
                     claims.release(row, self.owner)

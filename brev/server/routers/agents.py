@@ -9,12 +9,13 @@ from brev import api
 from brev.server import assignment_watch
 from brev.server.deps import Agent, DbSession, InOrg, bearer
 from brev.server.ingest import ReportIngest
+from brev.server.openapi_errors import USER_ROUTES, WITH_BODY, errors
 from brev.server.services import agents
 
-router = APIRouter(tags=["agents"])
+router = APIRouter(tags=["agents"], responses=USER_ROUTES)
 
 
-@router.post("/agent/reports")
+@router.post("/agent/reports", responses={**WITH_BODY, **errors(404, 410)})
 async def post_reports(request: Request, body: api.AgentReports) -> api.AgentReportsAccepted:
     """An agent's reports, oldest first (several after an outage). A node's agent gets the
     instances it must host in the answer. Answered once the reports are committed; written in
@@ -24,7 +25,7 @@ async def post_reports(request: Request, body: api.AgentReports) -> api.AgentRep
     return await asyncio.wrap_future(ingest.submit(bearer(request), body))
 
 
-@router.get("/agent/assignments", responses={410: {"model": api.ErrorBody}})
+@router.get("/agent/assignments", responses=errors(410))
 async def watch_assignments(
     request: Request,
     after: Annotated[int, Query(description="the version the agent has; -1: answer at once")] = -1,
@@ -39,7 +40,7 @@ async def watch_assignments(
     return await assignment_watch.of(request.app).watch(bearer(request), after, wait)
 
 
-@router.post("/orgs/{org}/instances/{name}/agent-token", status_code=201)
+@router.post("/orgs/{org}/instances/{name}/agent-token", status_code=201, responses=errors(404))
 def issue_agent_token(session: DbSession, ctx: InOrg, name: str) -> api.AgentToken:
     """A token the instance's agent reports with; it can do nothing else."""
     return agents.issue_token(session, ctx, name)

@@ -7,9 +7,10 @@ from fastapi import APIRouter, Request
 from brev import api
 from brev.server.db.engine import transaction
 from brev.server.deps import UntiedInOrg, admin_only
+from brev.server.openapi_errors import ORG_ROUTES, conflict
 from brev.server.services import catalog_refresh
 
-router = APIRouter(tags=["catalog"])
+router = APIRouter(tags=["catalog"], responses=ORG_ROUTES)
 
 
 @router.post(
@@ -17,7 +18,7 @@ router = APIRouter(tags=["catalog"])
     dependencies=[admin_only("refreshing the catalog", untied=True)],
     responses={
         403: {"model": api.ErrorBody, "description": "the caller is not an admin of the org"},
-        409: {"model": api.ErrorBody, "description": "a refresh is already running"},
+        **conflict("a refresh is already running"),
     },
 )
 def refresh_catalog(request: Request, ctx: UntiedInOrg) -> list[api.CatalogRefresh]:

@@ -6,9 +6,10 @@ from fastapi import APIRouter, Query
 
 from brev import api
 from brev.server.deps import DbSession, InOrg
+from brev.server.openapi_errors import ORG_ROUTES
 from brev.server.services import events
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], responses=ORG_ROUTES)
 
 
 @router.get("/orgs/{org}/events")

@@ -10,13 +10,14 @@ from brev.api.fleet import FleetOverview
 from brev.server import fleet_watch
 from brev.server.conditional import json_or_not_modified
 from brev.server.deps import DbSession, InOrg
+from brev.server.openapi_errors import NOT_MODIFIED, ORG_ROUTES
 from brev.server.services import fleet
 
-router = APIRouter(tags=["dashboard"])
+router = APIRouter(tags=["dashboard"], responses=ORG_ROUTES)
 _OVERVIEW = TypeAdapter(FleetOverview)
 
 
-@router.get("/orgs/{org}/fleet", response_model=FleetOverview)
+@router.get("/orgs/{org}/fleet", response_model=FleetOverview, responses=NOT_MODIFIED)
 def fleet_overview(request: Request, session: DbSession, ctx: InOrg) -> Response:
     """Every GPU of the org, cloud and owned, with its newest reading; cost now, spend this
     week, idle GPUs. Sends an ETag; answers If-None-Match with 304."""

@@ -8,6 +8,7 @@ from pydantic import TypeAdapter
 from brev import api
 from brev.server.conditional import json_or_not_modified
 from brev.server.deps import DbSession, InOrg
+from brev.server.openapi_errors import NOT_MODIFIED, ORG_ROUTES, WITH_BODY, conflict, replayed
 from brev.server.services import (
     gpu_metrics,
     instance_actions,
@@ -16,23 +17,37 @@ from brev.server.services import (
     provisioning,
 )
 
-router = APIRouter(tags=["instances"])
+router = APIRouter(tags=["instances"], responses=ORG_ROUTES)
 _INSTANCES = TypeAdapter(list[api.Instance])
 
 
-@router.get("/orgs/{org}/instances", response_model=list[api.Instance])
+@router.get("/orgs/{org}/instances", response_model=list[api.Instance], responses=NOT_MODIFIED)
 def list_instances(request: Request, session: DbSession, ctx: InOrg) -> Response:
     """The org's live instances. Sends an ETag; answers If-None-Match with 304."""
     return json_or_not_modified(request, _INSTANCES, instances.list_instances(session, ctx))
 
 
-@router.post("/orgs/{org}/instances/plan")
+@router.post(
+    "/orgs/{org}/instances/plan",
+    responses={**WITH_BODY, **conflict("no capacity for the GPUs asked for")},
+)
 def plan_instance(session: DbSession, ctx: InOrg, body: api.InstanceCreate) -> api.InstancePlan:
     """What `create` would try, in order, without creating anything (`brev create --dry-run`)."""
     return provisioning.plan(session, ctx, body)
 
 
-@router.post("/orgs/{org}/instances", status_code=201)
+@router.post(
+    "/orgs/{org}/instances",
+    status_code=201,
+    responses={
+        **replayed(api.InstanceDetail),
+        **WITH_BODY,
+        **conflict(
+            "the name is taken, the idempotency key was used for another request, "
+            "or no capacity (`no_capacity`)"
+        ),
+    },
+)
 def create_instance(
     request: Request, session: DbSession, ctx: InOrg, body: api.InstanceCreate, response: Response
 ) -> api.InstanceDetail:
@@ -58,17 +73,20 @@ def instance_metrics(
     return gpu_metrics.series(session, ctx, name, since)
 
 
-@router.post("/orgs/{org}/instances/{name}/start")
+@router.post("/orgs/{org}/instances/{name}/start", responses=conflict("being deleted, or failed"))
 def start_instance(session: DbSession, ctx: InOrg, name: str) -> api.InstanceDetail:
     return instance_actions.start(session, ctx, name)
 
 
-@router.post("/orgs/{org}/instances/{name}/stop")
+@router.post(
+    "/orgs/{org}/instances/{name}/stop",
+    responses=conflict("being provisioned or deleted, or failed"),
+)
 def stop_instance(session: DbSession, ctx: InOrg, name: str) -> api.InstanceDetail:
     return instance_actions.stop(session, ctx, name)
 
 
-@router.put("/orgs/{org}/instances/{name}/autostop")
+@router.put("/orgs/{org}/instances/{name}/autostop", responses=WITH_BODY)
 def set_autostop(
     session: DbSession, ctx: InOrg, name: str, body: api.Autostop
 ) -> api.InstanceDetail:
@@ -76,20 +94,26 @@ def set_autostop(
     return instance_actions.set_autostop(session, ctx, name, body)
 
 
-@router.put("/orgs/{org}/instances/{name}/ttl")
+@router.put(
+    "/orgs/{org}/instances/{name}/ttl",
+    responses={**WITH_BODY, **conflict("being deleted")},
+)
 def set_ttl(session: DbSession, ctx: InOrg, name: str, body: api.Ttl) -> api.InstanceDetail:
     """Delete the instance this many seconds from now; `seconds: null` turns the TTL off."""
     return instance_lifetime.set_ttl(session, ctx, name, body)
 
 
-@router.post("/orgs/{org}/instances/{name}/lease")
+@router.post(
+    "/orgs/{org}/instances/{name}/lease",
+    responses=conflict("no lease, or being deleted"),
+)
 def renew_lease(session: DbSession, ctx: InOrg, name: str) -> api.Lease:
     """`brev run` keeps its instance: the lease runs its length again from now (409 for an
     instance without one, or one being deleted)."""
     return instance_lifetime.renew_lease(session, ctx, name)
 
 
-@router.delete("/orgs/{org}/instances/{name}/lease")
+@router.delete("/orgs/{org}/instances/{name}/lease", responses=conflict("being deleted"))
 def release_lease(session: DbSession, ctx: InOrg, name: str) -> api.InstanceDetail:
     """`brev run --keep`: the instance stays after the run; its TTL, if any, still applies."""
     return instance_lifetime.release_lease(session, ctx, name)

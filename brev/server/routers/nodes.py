@@ -6,13 +6,14 @@ from pydantic import TypeAdapter
 from brev import api
 from brev.server.conditional import json_or_not_modified
 from brev.server.deps import DbSession, InOrg, UntiedInOrg, admin_only
+from brev.server.openapi_errors import NOT_MODIFIED, ORG_ROUTES, WITH_BODY, conflict
 from brev.server.services import node_install, nodes, ssh_ca
 
-router = APIRouter(tags=["nodes"])
+router = APIRouter(tags=["nodes"], responses=ORG_ROUTES)
 _NODES = TypeAdapter(list[api.Node])
 
 
-@router.get("/orgs/{org}/nodes", response_model=list[api.Node])
+@router.get("/orgs/{org}/nodes", response_model=list[api.Node], responses=NOT_MODIFIED)
 def list_nodes(request: Request, session: DbSession, ctx: InOrg) -> Response:
     """The org's nodes. Sends an ETag; answers If-None-Match with 304."""
     return json_or_not_modified(request, _NODES, nodes.list_nodes(session, ctx))
@@ -23,7 +24,11 @@ def get_node(session: DbSession, ctx: InOrg, name: str) -> api.NodeDetail:
     return nodes.get_detail(session, ctx, name)
 
 
-@router.post("/orgs/{org}/nodes/host-key", dependencies=[admin_only("adding nodes", untied=True)])
+@router.post(
+    "/orgs/{org}/nodes/host-key",
+    dependencies=[admin_only("adding nodes", untied=True)],
+    responses=WITH_BODY,
+)
 def host_key(ctx: UntiedInOrg, body: api.HostKeyQuery) -> api.HostKey:
     """The host key the machine shows the plane, for a person to check before pinning it (org
     admins: it makes the plane connect where it is told)."""
@@ -34,6 +39,7 @@ def host_key(ctx: UntiedInOrg, body: api.HostKeyQuery) -> api.HostKey:
     "/orgs/{org}/nodes",
     status_code=201,
     dependencies=[admin_only("adding nodes", untied=True)],
+    responses={**WITH_BODY, **conflict("a node of that name exists")},
 )
 def add_node(request: Request, ctx: UntiedInOrg, body: api.NodeAdd) -> api.NodeDetail:
     """Log in to the machine over SSH, install the agent, and return once it has reported;
@@ -53,6 +59,7 @@ def add_node(request: Request, ctx: UntiedInOrg, body: api.NodeAdd) -> api.NodeD
     "/orgs/{org}/nodes/register",
     status_code=201,
     dependencies=[admin_only("registering nodes")],
+    responses={**WITH_BODY, **conflict("a node of that name exists")},
 )
 def register_node(
     request: Request, session: DbSession, ctx: InOrg, body: api.NodeRegister
@@ -78,7 +85,11 @@ def register_node(
     )
 
 
-@router.delete("/orgs/{org}/nodes/{name}", dependencies=[admin_only("removing nodes")])
+@router.delete(
+    "/orgs/{org}/nodes/{name}",
+    dependencies=[admin_only("removing nodes")],
+    responses=conflict("instances live on it (see `force`)"),
+)
 def remove_node(session: DbSession, ctx: InOrg, name: str, force: bool = False) -> api.NodeDetail:
     """Refused while instances live on it, unless `force` (which deletes them). The agent
     uninstalls itself at its next report."""

@@ -6,9 +6,10 @@ from fastapi import APIRouter, Query, Request
 
 from brev import api
 from brev.server.deps import DbSession, InOrg
+from brev.server.openapi_errors import ORG_ROUTES
 from brev.server.services import live_capacity, offers
 
-router = APIRouter(tags=["offers"])
+router = APIRouter(tags=["offers"], responses=ORG_ROUTES)
 
 
 @router.get("/orgs/{org}/offers")

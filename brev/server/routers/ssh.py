@@ -6,12 +6,13 @@ from fastapi import APIRouter, Request
 
 from brev import api
 from brev.server.deps import DbSession, InOrg
+from brev.server.openapi_errors import ORG_ROUTES, WITH_BODY
 from brev.server.services import ssh_access, ssh_ca
 
-router = APIRouter(tags=["ssh"])
+router = APIRouter(tags=["ssh"], responses=ORG_ROUTES)
 
 
-@router.post("/orgs/{org}/ssh/certificate")
+@router.post("/orgs/{org}/ssh/certificate", responses=WITH_BODY)
 def ssh_certificate(
     request: Request, session: DbSession, ctx: InOrg, body: api.SshCertificateRequest
 ) -> api.SshCertificate:

@@ -7,13 +7,14 @@ from fastapi import APIRouter, Request, Response
 from brev.api.web import LoginLink, WebSession, WebSessionCreate
 from brev.server.deps import SESSION_COOKIE, Caller, DbSession, signed_in_by_cookie
 from brev.server.errors import Unauthenticated
+from brev.server.openapi_errors import USER_ROUTES, WITH_BODY
 from brev.server.services import web_sessions
 from brev.server.settings import ServerSettings
 
-router = APIRouter(tags=["dashboard sessions"])
+router = APIRouter(tags=["dashboard sessions"], responses=USER_ROUTES)
 
 
-@router.post("/web/sessions", status_code=201)
+@router.post("/web/sessions", status_code=201, responses=WITH_BODY)
 def sign_in(
     request: Request, response: Response, session: DbSession, body: WebSessionCreate
 ) -> WebSession:
