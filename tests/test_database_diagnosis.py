@@ -4,14 +4,18 @@ database that cannot be reached or is locked is; a bug's error stays a 500."""
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from brev.server.db import outage
+from brev.server.db.engine import CONNECT_TIMEOUT_S, make_engine
 from brev.server.db.outage import diagnose
 from brev.server.log_dedup import DedupLog
 from brev.server.services import orgs
@@ -148,3 +152,34 @@ def test_a_database_error_that_is_a_bug_is_a_500_logged_once(
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info is not None
     assert "no such table" in errors[0].getMessage()
+
+
+def test_a_postgresql_host_that_never_answers_fails_the_connection_in_seconds() -> None:
+    """A listener that accepts and then says nothing (a host dropping packets behaves alike
+    once the TCP handshake is done): the connection fails after CONNECT_TIMEOUT_S instead of
+    holding its thread for the operating system's timeout."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    outcome: list[BaseException | None] = []
+
+    def connect() -> None:
+        engine = make_engine(f"postgresql+psycopg://brev@127.0.0.1:{port}/brev")
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            engine.dispose()
+
+    started = time.monotonic()
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout=CONNECT_TIMEOUT_S * 4)
+    silent.close()
+    assert not worker.is_alive(), "the connection still waits"
+    assert isinstance(outcome[0], OperationalError)
+    assert time.monotonic() - started >= CONNECT_TIMEOUT_S * 0.8  # the bound, not an error

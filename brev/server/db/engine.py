@@ -17,6 +17,10 @@ SUPPORTED = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB"
 # reconciler's workers (16), with room to spare.
 POOL_SIZE = 20
 POOL_OVERFLOW = 30
+# How long a new PostgreSQL connection may take: a database host that drops packets would
+# otherwise hold a request (and its thread) for the operating system's TCP timeout, minutes,
+# instead of answering 503 database_unavailable. `?connect_timeout=N` in the URL overrides it.
+CONNECT_TIMEOUT_S = 5
 
 
 class DatabaseUnavailable(BrevError):
@@ -61,8 +65,13 @@ def make_engine(database_url: str) -> Engine:
         )
         event.listen(engine, "connect", _configure_sqlite)
         return engine
+    connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}
     return create_engine(
-        database_url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+        database_url,
+        pool_pre_ping=True,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
+        connect_args=connect_args,
     )
 
 
