@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, func, select, update
 from brev import api
 from brev.client import BrevClient, Conflict, InvalidRequest, NoCapacity
 from brev.server.db.models import GpuAllocation, Instance, Node, utcnow
+from brev.server.errors import NoPlacement
 from brev.server.reconciler.autostop import stop_idle_instances
 from brev.server.reconciler.health import forget_abandoned_installs, mark_silent_instances
 from brev.server.services import placements
@@ -424,7 +425,7 @@ def test_a_removed_node_gives_no_gpu(
         session.flush()
         node.removed_at = utcnow()
         session.flush()
-        with pytest.raises(scheduler.NoCapacity, match="was removed"):
+        with pytest.raises(NoPlacement, match="was removed"):
             scheduler.allocate(session, instance, node, "H200", 1)
 
 

@@ -73,3 +73,24 @@ class NodeRemoved(ServiceError):
 
     status_code = 410
     code = "node_removed"
+
+
+class NoPlacement(Conflict):
+    """No placement can take the request now: every fitting GPU of the org's nodes is taken, a
+    node was removed meanwhile. The API's `no_capacity`; a cloud's own "no capacity" is
+    providers.base.NoCapacity, a provider error the reconciler acts on."""
+
+    code = "no_capacity"
+
+
+class NodeInstallFailed(ServiceError):
+    """The agent could not be installed on a machine; the message says what it said."""
+
+    status_code = 422
+    code = "node_install_failed"
+
+
+class CsrfFailed(Forbidden):
+    """A dashboard request without the session's CSRF token."""
+
+    code = "csrf_failed"

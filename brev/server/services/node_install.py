@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from brev import api
 from brev.server.db.engine import transaction
 from brev.server.db.models import Node
-from brev.server.errors import InvalidInput, ServiceError
+from brev.server.errors import InvalidInput, NodeInstallFailed
 from brev.server.secrets import Secrets
 from brev.server.services import events, node_instances, nodes, ssh_ca
 from brev.server.services.scope import OrgContext
@@ -30,11 +30,6 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("brev.server.nodes")
-
-
-class InstallFailed(ServiceError):
-    status_code = 422
-    code = "node_install_failed"
 
 
 @dataclass(frozen=True)
@@ -143,7 +138,7 @@ def _install(conn: SshConnection, facts: NodeFacts, secret: str, options: Instal
             interval_s=options.report_interval_s,
         )
     except installer.InstallError as error:
-        raise InstallFailed(f"{error.message}; the install was rolled back") from None
+        raise NodeInstallFailed(f"{error.message}; the install was rolled back") from None
 
 
 def _trust_ca(
@@ -202,7 +197,7 @@ def _wait_for_first_report(
     from brev.node import installer
 
     seen = installer.agent_log_tail(conn.run, facts.node_home)
-    raise InstallFailed(
+    raise NodeInstallFailed(
         f"the agent started on {conn.target.address} but did not reach the plane at "
         f"{options.plane_url} within {options.wait_s:.0f} s; check that the machine can reach that "
         f"URL (set it with --plane-url or BREV_PUBLIC_URL). The install was rolled back."

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from brev import api
 from brev.api import InstanceStatus as S
 from brev.server.db.models import Instance, Node, utcnow
+from brev.server.errors import NoPlacement
 from brev.server.services import events, scheduler, ssh_access
 
 # session.info key: the nodes this transaction bumped, for brev.server.assignment_watch to
@@ -48,12 +49,12 @@ def node_named(session: Session, org_id: str, name: str) -> Node | None:
 
 
 def place(session: Session, instance: Instance, placement: api.Placement) -> None:
-    """Allocate the placement's GPUs on its node to the (flushed) instance; NoCapacity if
+    """Allocate the placement's GPUs on its node to the (flushed) instance; NoPlacement if
     they went to someone else since the plan was made."""
     name = placement.node or placement.instance_type  # plans made before `node` named it so
     node = node_named(session, instance.org_id, name)
     if node is None:
-        raise scheduler.NoCapacity(f"node '{name}' was removed")
+        raise NoPlacement(f"node '{name}' was removed")
     scheduler.allocate(session, instance, node, placement.gpu_model, int(placement.gpu_count))
     assignments_changed(session, node.id)
     instance.node_id = node.id
@@ -82,8 +83,8 @@ def apply_desired(session: Session, instance: Instance) -> None:
         node = session.get_one(Node, instance.node_id)
         try:
             scheduler.allocate(session, instance, node, instance.gpu_model, instance.gpu_count)
-        except scheduler.NoCapacity as error:
-            raise scheduler.NoCapacity(
+        except NoPlacement as error:
+            raise NoPlacement(
                 f"cannot start '{instance.name}': {error.message}; the GPUs it had went to "
                 f"other instances. Delete it, or wait until they are free"
             ) from None

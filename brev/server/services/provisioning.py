@@ -15,7 +15,7 @@ from brev import api
 from brev.catalog.gpus import GpuSpec, GpuSpecError, gpu_family, parse_gpu_spec
 from brev.catalog.offers import OfferQuery, UnknownProvider, check_providers, find_offers
 from brev.server.db.models import Instance, utcnow
-from brev.server.errors import Conflict, InvalidInput
+from brev.server.errors import Conflict, InvalidInput, NoPlacement
 from brev.server.services import (
     events,
     node_instances,
@@ -142,14 +142,14 @@ def _nodes_have(session: Session, ctx: OrgContext, spec: GpuSpec) -> bool:
     return False
 
 
-def _no_capacity(spec: GpuSpec, wanted: set[str]) -> scheduler.NoCapacity:
+def _no_capacity(spec: GpuSpec, wanted: set[str]) -> NoPlacement:
     clouds = sorted(wanted - {scheduler.LOCAL})
     hint = (
         f"nothing matched on {', '.join(clouds)} either"
         if clouds
         else "add cloud credentials (`brev provider add aws`) to rent one instead"
     )
-    return scheduler.NoCapacity(
+    return NoPlacement(
         f"no capacity: no free {spec} on this org's online nodes (see `brev nodes ls`); "
         f"delete or stop an instance that holds one, or {hint}"
     )
@@ -229,16 +229,16 @@ def _place_on_node(
     clouds: list[api.Placement],
 ) -> None:
     """Take GPUs on the first node that still has them; else go on with the clouds' plan, or
-    fail with NoCapacity (other creates got the GPUs since the plan was read)."""
+    fail with NoPlacement (other creates got the GPUs since the plan was read)."""
     for placement in local:
         try:
             node_instances.place(session, instance, placement)
-        except scheduler.NoCapacity:
+        except NoPlacement:
             continue
         instance.plan = placements.dump_plan([placement])
         return
     if not clouds:
-        raise scheduler.NoCapacity(
+        raise NoPlacement(
             f"no capacity: every free {instance.gpu_spec or 'GPU'} on this org's nodes was "
             f"just taken by other creates; see `brev nodes ls`"
         )

@@ -22,17 +22,13 @@ from brev import api
 from brev.catalog.gpus import model_of_device
 from brev.catalog.offers import Catalog, CatalogOffer, load_catalog
 from brev.server.db.models import GpuAllocation, Instance, Node, utcnow
-from brev.server.errors import Conflict
+from brev.server.errors import NoPlacement
 
 LOCAL = "local"  # the provider name of registered nodes, in offers and placements
 LOCAL_REGION = "local"
 # A node is offline after this many of its agent's reports are missed (as instances).
 MISSED_REPORTS = 3
 DEFAULT_REPORT_INTERVAL_S = 10.0
-
-
-class NoCapacity(Conflict):
-    code = "no_capacity"
 
 
 @dataclass(frozen=True)
@@ -195,7 +191,7 @@ def allocate(
     session: Session, instance: Instance, node: Node, model: str | None, count: int
 ) -> list[GpuAllocation]:
     """Give `count` free GPUs of `model` on `node` to `instance`, lowest indices first;
-    NoCapacity when too few are free.
+    NoPlacement when too few are free.
 
     The no-op UPDATE locks the node's row before its allocations are read: on PostgreSQL a row
     lock that queues concurrent allocators of this node until this transaction ends, on SQLite
@@ -209,11 +205,11 @@ def allocate(
         .values(last_report_seq=Node.last_report_seq)
     )
     if locked.rowcount == 0:  # removed since the plan was read
-        raise NoCapacity(f"node '{node.name}' was removed")
+        raise NoPlacement(f"node '{node.name}' was removed")
     taken = allocations(session, [node.id])
     free = [g for g in node_gpus(node) if g.model == model and (node.id, g.index) not in taken]
     if len(free) < count:
-        raise NoCapacity(f"node '{node.name}' has {len(free)} free {model} GPU(s), {count} wanted")
+        raise NoPlacement(f"node '{node.name}' has {len(free)} free {model} GPU(s), {count} wanted")
     rows = [
         GpuAllocation(node_id=node.id, gpu_index=g.index, gpu_uuid=g.uuid, instance_id=instance.id)
         for g in free[:count]

@@ -23,17 +23,13 @@ from brev.api.web import LoginLink as LoginLinkBody
 from brev.api.web import WebSession as WebSessionBody
 from brev.server.auth import Principal, authenticate, check, hash_secret
 from brev.server.db.models import ApiToken, LoginLink, User, WebSession, utcnow
-from brev.server.errors import Forbidden, Unauthenticated
+from brev.server.errors import CsrfFailed, Forbidden, Unauthenticated
 from brev.server.services import run_tokens
 
 SESSION_LIFETIME = timedelta(hours=12)
 LINK_LIFETIME = timedelta(minutes=2)
 # Rows past their end are deleted when a new one is made, after this much time for forensics.
 KEEP_ENDED = timedelta(days=1)
-
-
-class CsrfFailed(Forbidden):
-    code = "csrf_failed"
 
 
 @dataclass(frozen=True)
