@@ -9,7 +9,10 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+
+TYPE_CHECKING = False  # as in brev.cli.output: no typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def print_instances(

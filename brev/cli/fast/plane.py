@@ -122,7 +122,10 @@ def _get_plain(authority_and_path: str, target: str, token: str) -> bytes | None
     import socket
 
     try:
-        with socket.create_connection((host, int(port_text)), timeout=TIMEOUT_S) as connection:
+        # The host as bytes: a str is encoded with the idna codec, whose import (unicodedata,
+        # stringprep) costs more than the lookup. A name that is not ASCII is urllib's.
+        address = (host.encode("ascii"), int(port_text))
+        with socket.create_connection(address, timeout=TIMEOUT_S) as connection:  # type: ignore[arg-type]
             connection.sendall(request)
             return _read_answer(connection)
     except (OSError, ValueError):
