@@ -58,6 +58,10 @@ SHOWN = "train-a100-detail"  # the instance `brev show` prints, with everything 
 # before MIN_RUNS), so the whole benchmark stays within three minutes on a slow machine.
 MEASURE_BUDGET_S = 75.0
 PIP_TIMEOUT_S = 300
+# What a checkout holds that is not the package's source (as tests/test_install.py has it).
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "*.pyc"
+)
 
 BASELINE = "python -c pass"
 # The targets (issue 14), for the regular install: x its `python -c pass`.
@@ -101,20 +105,25 @@ def source_digest(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def pip(venv: Path, *args: str) -> None:
+def pip_install(venv: Path, *options: str) -> None:
+    """pip install this source tree into `venv`, from a copy: a build in the tree would leave
+    build/lib behind, whose stale files (a module since moved) a later build would ship."""
     log = venv.parent / "pip.log"
-    with log.open("ab") as output:
-        done = subprocess.run(
-            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *args],
-            cwd=REPOSITORY,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            timeout=PIP_TIMEOUT_S,
-            check=False,
-        )
+    with tempfile.TemporaryDirectory(prefix="brev-source-") as copy:
+        source = Path(copy) / "brev"
+        shutil.copytree(REPOSITORY, source, ignore=NOT_SOURCE, symlinks=True)
+        with log.open("ab") as output:
+            done = subprocess.run(
+                [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *options, "."],
+                cwd=source,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                timeout=PIP_TIMEOUT_S,
+                check=False,
+            )
     if done.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-        raise harness.Abort(f"pip install {' '.join(args)} failed ({log}):\n{tail}")
+        raise harness.Abort(f"pip install {' '.join(options)} . failed ({log}):\n{tail}")
 
 
 def regular_install() -> Path:
@@ -130,10 +139,10 @@ def regular_install() -> Path:
         REGULAR_VENV.parent.mkdir(parents=True, exist_ok=True)
         (REGULAR_VENV.parent / "pip.log").unlink(missing_ok=True)
         subprocess.run([sys.executable, "-m", "venv", str(REGULAR_VENV)], check=True)
-        pip(REGULAR_VENV, ".")
+        pip_install(REGULAR_VENV)
     elif _read(stamps[1]) != source:
         print("reinstalling brev in the regular install (the source changed) ...")
-        pip(REGULAR_VENV, "--no-deps", "--force-reinstall", ".")
+        pip_install(REGULAR_VENV, "--no-deps", "--force-reinstall")
     stamps[0].write_text(dependencies)
     stamps[1].write_text(source)
     return REGULAR_VENV / "bin"
