@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -9,7 +11,15 @@ from brev.server.db.engine import make_engine, make_sessionmaker, transaction
 from brev.server.db.models import Instance, Org, User
 
 
-def add_instances(database_url: str, org: str, creator_email: str, names: list[str]) -> None:
+def add_instances(
+    database_url: str,
+    org: str,
+    creator_email: str,
+    names: list[str],
+    created_at: datetime | None = None,
+) -> None:
+    """Running instances in `org`; `created_at` (default now) for a test comparing ages printed
+    seconds apart."""
     engine = make_engine(database_url)
     try:
         with transaction(make_sessionmaker(engine)) as session:
@@ -29,6 +39,7 @@ def add_instances(database_url: str, org: str, creator_email: str, names: list[s
                     region="us-east-1",
                     instance_type="p4de.24xlarge",
                     price_per_hour=40.97,
+                    **({"created_at": created_at} if created_at is not None else {}),
                 )
                 for name in names
             )

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -238,7 +239,9 @@ def test_ls_empty_then_seeded(account: Account) -> None:
     assert account.org in empty.stderr
 
     database_url = f"sqlite:///{account.server.home / 'brev.db'}"
-    add_instances(database_url, account.org, account.email, ["alpha", "beta-two"])
+    # created a day and a half ago: the fast and the full `ls`, seconds apart, both print 1d
+    long_ago = datetime.now(UTC) - timedelta(hours=36)
+    add_instances(database_url, account.org, account.email, ["alpha", "beta-two"], long_ago)
 
     instances = json.loads(ok(brev("ls", "--json", env=env)).stdout)
     assert [i["name"] for i in instances] == ["alpha", "beta-two"]
