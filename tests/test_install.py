@@ -97,6 +97,9 @@ def test_the_package_comes_from_site_packages(installed: Path, elsewhere: Path) 
     assert (package / "providers" / "base.py").is_file()
     assert (package / "providers" / "aws.py").is_file()
     assert not (site_packages / "providers").exists()
+    # the help that `brev --help` prints without loading typer (brev.cli.fast.help)
+    assert (package / "cli" / "fast" / "help" / "index.txt").is_file()
+    assert (package / "cli" / "fast" / "help" / "brev.search.txt").is_file()
 
     assert run(installed / "brev", "version", cwd=elsewhere) == f"brev {__version__}\n"
 

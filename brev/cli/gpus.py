@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from brev.cli.output import print_table
+
+TYPE_CHECKING = False  # as in brev.cli.output: no typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def print_gpu_table(gpus: Sequence[Mapping[str, Any]]) -> None:

@@ -1,9 +1,10 @@
 """The `brev` console script. The commands people wait on most run before typer, httpx or
 pydantic are imported (about 100-200 ms): `brev exec NAME -- CMD...` and `brev run --on NAME
 --no-sync -- CMD...` (brev.cli.run.fast) on a machine whose certificate and status are cached
-and fresh run ssh at once, and `brev ls [--json]` asks the plane with urllib (brev.cli.listing).
-Everything else, and any failure, goes to the full CLI
-(brev.cli.main). BREV_FAST=0 turns the fast paths off."""
+and fresh run ssh at once, `brev ls [--json]` (brev.cli.listing), `brev search` and `brev show
+NAME` ask the plane on the standard library, and `brev`, `brev --help` and `brev CMD --help`
+print a copy of the full CLI's help (brev.cli.fast). Everything else, and any failure, goes to
+the full CLI (brev.cli.main). BREV_FAST=0 turns the fast paths off."""
 
 from __future__ import annotations
 
@@ -16,6 +17,22 @@ from brev.cli.exit_codes import SSH_FAILED
 def main() -> None:
     argv = sys.argv[1:]
     fast = os.environ.get("BREV_FAST", "1") != "0"
+    if fast and (len(argv) < 2 or argv[-1] in ("--help", "-h")):
+        from brev.cli.fast.help import serve
+
+        status = serve(argv)
+        if status is not None:
+            sys.exit(status)
+    if fast and argv[:1] == ["search"]:
+        from brev.cli.fast.search import fast_search
+
+        if fast_search(argv[1:]):
+            return
+    if fast and argv[:1] == ["show"]:
+        from brev.cli.fast.show import fast_show
+
+        if fast_show(argv[1:]):
+            return
     if fast and argv in (["ls"], ["ls", "--json"]):
         from brev.cli.listing import fast_ls
 

@@ -1,4 +1,4 @@
-"""`brev ls` without the heavy half of the CLI: the standard library's urllib and json, the
+"""`brev ls` without the heavy half of the CLI: the standard library (brev.cli.fast.plane), the
 same table. It is what people and CI jobs run most, and typer + httpx + pydantic cost it about
 200 ms of start-up against a request of 25 ms. Anything unusual (an error, no login) returns
 None and the full CLI does the command, with its messages."""
@@ -7,35 +7,12 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.request
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
-API_PREFIX = "/api/v1"  # as brev.api.API_PREFIX, without importing pydantic
-
-
-def fetch_instances() -> list[dict[str, Any]] | None:
-    """The org's instances as the API returns them; None when the full CLI should take over."""
-    from brev.cli.login_state import current_login
-    from brev.errors import BrevError
-
-    try:
-        login = current_login()
-    except BrevError:
-        return None
-    if not (login.url and login.token and login.org) or not login.url.startswith("http"):
-        return None
-    request = urllib.request.Request(  # noqa: S310 (http or https, checked above)
-        f"{login.url.rstrip('/')}{API_PREFIX}/orgs/{login.org}/instances",
-        headers={"Authorization": f"Bearer {login.token}", "Accept": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            data = json.load(response)
-    except Exception:  # any: the full CLI repeats the request and says what went wrong
-        return None
-    return data if isinstance(data, list) else None
+TYPE_CHECKING = False  # as in brev.cli.output: no typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def print_instances(
@@ -80,10 +57,11 @@ def _first_end(instance: Mapping[str, Any]) -> datetime | None:
 
 def fast_ls(json_output: bool) -> bool:
     """Print the list; False when it could not (the full CLI then runs `ls`)."""
-    instances = fetch_instances()
-    if instances is None:
-        return False
-    from brev.cli.login_state import current_login
+    from brev.cli.fast.plane import get_org_json
 
-    print_instances(instances, current_login().org, json_output)
+    answer = get_org_json("/instances")
+    if answer is None or not isinstance(answer[1], list):
+        return False
+    login, instances = answer
+    print_instances(instances, login.org, json_output)
     return True
