@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from brev.cli import panels
 from brev.cli.login_state import connect
+from brev.cli.offers_table import print_offers
 from brev.cli.options import JsonOutput
-from brev.cli.output import note, print_json, print_table
-
-if TYPE_CHECKING:
-    from brev import api
-
-COLUMNS = ["provider", "type", "gpu", "vram", "vcpus", "ram", "region", "$/h", "spot $/h"]
+from brev.cli.output import print_json
 
 
 class Sort(StrEnum):
@@ -75,38 +71,7 @@ def search(
     if json_output:
         print_json(offers)
         return
-    if not offers:
-        note("No offers match; drop a filter (--region, --max-price, --min-vram, --spot).")
-        return
-    # A provider that says where it has capacity now (Lambda) adds a column; "-": it cannot say.
-    live = any(offer.capacity_now is not None for offer in offers)
-    columns = [*COLUMNS, "now"] if live else COLUMNS
-    print_table(columns, [_row(offer, live) for offer in offers])
-
-
-def _row(offer: api.Offer, live: bool) -> list[str]:
-    gpu = f"{offer.gpu_model} x{offer.gpu_count:g}" if offer.gpu_model else "cpu"
-    now = {None: "-", True: "yes", False: "none"}[offer.capacity_now]
-    return [
-        offer.provider,
-        offer.instance_type,
-        gpu,
-        _number(offer.gpu_memory_gib),
-        _number(offer.vcpus),
-        _number(offer.memory_gib),
-        offer.region,
-        _price(offer.price_per_hour),
-        _price(offer.spot_price_per_hour),
-        *([now] if live else []),
-    ]
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
-
-
-def _price(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+    print_offers([offer.model_dump(mode="json") for offer in offers])
 
 
 def register(app: typer.Typer) -> None:

@@ -1,19 +1,15 @@
 """`brev search` without typer, httpx and pydantic: the command line read by hand, the offers
-asked on the standard library (brev.cli.fast.plane), the table or JSON that brev.cli.search
-prints for them. Only the flags of `brev search --help`, each at most once, with a value
-click would take as it is; anything else goes to the full CLI.
+asked on the standard library (brev.cli.fast.plane), the table (brev.cli.offers_table) or JSON
+that `brev search` prints for them. Only the flags of `brev search --help`, each at most once,
+with a value click would take as it is; anything else goes to the full CLI.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from brev.cli.fast.plane import get_org_json, prints_alike, write_json
-
-TYPE_CHECKING = False  # as in brev.cli.fast.plane: no typing at run time
-if TYPE_CHECKING:
-    from typing import Any
 
 # brev.api.Offer's fields in its order: an answer with others (a plane of another release)
 # goes to the full CLI, whose models decide what it prints.
@@ -32,7 +28,6 @@ OFFER_FIELDS = (
     "node",
     "capacity_now",
 )
-COLUMNS = ["provider", "type", "gpu", "vram", "vcpus", "ram", "region", "$/h", "spot $/h"]
 SORTS = ("price", "vram", "gpus")
 _VALUE_OPTIONS = ("--provider", "--region", "--max-price", "--min-vram", "--sort")
 
@@ -111,38 +106,7 @@ def fast_search(args: Sequence[str]) -> bool:
             return False
         write_json(offers)
         return True
-    from brev.cli.output import note, print_table
+    from brev.cli.offers_table import print_offers
 
-    if not offers:
-        note("No offers match; drop a filter (--region, --max-price, --min-vram, --spot).")
-        return True
-    live = any(offer["capacity_now"] is not None for offer in offers)
-    columns = [*COLUMNS, "now"] if live else COLUMNS
-    print_table(columns, [_row(offer, live) for offer in offers])
+    print_offers(offers)
     return True
-
-
-def _row(offer: Mapping[str, Any], live: bool) -> list[str]:
-    """brev.cli.search._row, for the answer's JSON."""
-    gpu = f"{offer['gpu_model']} x{offer['gpu_count']:g}" if offer["gpu_model"] else "cpu"
-    now = {None: "-", True: "yes", False: "none"}[offer["capacity_now"]]
-    return [
-        offer["provider"],
-        offer["instance_type"],
-        gpu,
-        _number(offer["gpu_memory_gib"]),
-        _number(offer["vcpus"]),
-        _number(offer["memory_gib"]),
-        offer["region"],
-        _price(offer["price_per_hour"]),
-        _price(offer["spot_price_per_hour"]),
-        *([now] if live else []),
-    ]
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
-
-
-def _price(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
