@@ -43,6 +43,7 @@ from brev.server.db.models import ApiToken, GpuSample, Instance, Membership, Org
 
 ORG = "default"
 GPUS = 8
+JSON = "application/json"
 REPORTS = "POST /agent/reports"
 LIST = "GET /orgs/{org}/instances"
 CREATE = "POST /orgs/{org}/instances"
@@ -267,7 +268,7 @@ async def _send(
 ) -> list[dict[str, Any]]:
     """One POST of the pending reports; those still not acknowledged after it."""
     body = json.dumps({"reports": pending, "interval_seconds": 10}).encode()
-    headers = {"Authorization": f"Bearer {agent.token}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {agent.token}", "Content-Type": JSON}
     started = time.perf_counter()
     try:
         answer = await client.post(f"{API_PREFIX}/agent/reports", content=body, headers=headers)
@@ -384,7 +385,44 @@ def run_load(
     return asyncio.run(_drive(urls, agents, user_tokens, shape))
 
 
+def report_to_all(urls: list[str], agents: list[Agent], seq: int) -> list[list[httpx.Response]]:
+    """Each agent's report `seq` sent to every server at once (a re-send through another
+    replica while the first still writes it); the answers, per agent."""
+
+    async def send() -> list[list[httpx.Response]]:
+        async with httpx.AsyncClient(timeout=USER_TIMEOUT_S) as client:
+
+            async def everywhere(agent: Agent) -> list[httpx.Response]:
+                body = json.dumps({"reports": [{"seq": seq, "report": _report(seq)}]})
+                headers = {"Authorization": f"Bearer {agent.token}", "Content-Type": JSON}
+                posts = [
+                    client.post(f"{url}{API_PREFIX}/agent/reports", content=body, headers=headers)
+                    for url in urls
+                ]
+                return list(await asyncio.gather(*posts))
+
+            return list(await asyncio.gather(*(everywhere(a) for a in agents)))
+
+    return asyncio.run(send())
+
+
 # -- nothing lost ----------------------------------------------------------------------------
+
+
+def stored_twice(database_url: str, agents: list[Agent]) -> dict[tuple[str, int], int]:
+    """(instance id, seq) of every report of these agents not stored exactly once: its rows."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(GpuSample.instance_id, GpuSample.memory_used_mib, func.count())
+                .where(GpuSample.instance_id.in_([a.instance_id for a in agents]))
+                .group_by(GpuSample.instance_id, GpuSample.memory_used_mib)
+                .having(func.count() != GPUS)
+            ).all()
+    finally:
+        engine.dispose()
+    return {(instance_id, int(seq or 0)): count for instance_id, seq, count in rows}
 
 
 def lost_reports(database_url: str, agents: list[Agent], outcome: Outcome) -> list[str]:

@@ -18,8 +18,10 @@ from bench.loadgen import (
     LoadShape,
     add_users,
     lost_reports,
+    report_to_all,
     run_load,
     seed_fleet,
+    stored_twice,
 )
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.databases import PostgresDatabases
@@ -88,3 +90,21 @@ def test_a_thousand_agents_and_twenty_users_on_two_replicas_lose_nothing(
             lambda: not [i for i in client.instances() if i.name.startswith("load-")],
         )
     wait_for(first, "moto to hold no live machine", lambda: not live_ids(moto_server))
+
+
+def test_a_report_that_reaches_both_replicas_at_once_is_stored_once(
+    replicas: tuple[str, list[LiveServer]],
+) -> None:
+    """An agent's re-send through the other replica of a load balancer while the first still
+    writes it: one of the two stores it, the other drops it as seen (both stored it, samples
+    and events twice, before the writer locked the rows it reads)."""
+    database_url, servers = replicas
+    agents = seed_fleet(database_url, 200)
+    for seq in (1, 2):
+        answers = report_to_all([s.url for s in servers], agents, seq)
+        refused = [(a.status_code, a.text[:200]) for pair in answers for a in pair if a.is_error]
+        assert refused == []
+        accepted = [sum(a.json()["accepted"] for a in pair) for pair in answers]
+        assert accepted == [1] * len(agents), "each report accepted by exactly one replica"
+        assert all(a.json()["last_seq"] == seq for pair in answers for a in pair)
+    assert stored_twice(database_url, agents) == {}

@@ -4,10 +4,10 @@ A thousand agents reporting every few seconds make the report endpoint the plane
 Written one request per transaction, each report pays for its own token lookup, its own
 commit (on SQLite a WAL sync) and three thread-pool hops of the framework. Here the endpoint is
 async and only queues the report; a writer takes everything queued, authenticates the whole
-batch in one query, applies each report as before (brev.server.services.agents and
-node_reports), commits once, and then answers every request of the batch. A request is
-answered only after the commit that holds its report (group commit), so an agent that was told
-"accepted" never loses that report, exactly as before.
+batch in one query, locks its instances and nodes, applies each report as before
+(brev.server.services.agents and node_reports), commits once, and then answers every request
+of the batch. A request is answered only after the commit that holds its report (group
+commit), so an agent that was told "accepted" never loses that report, exactly as before.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from brev import api
 from brev.server.auth import Principal, check, hash_secret
-from brev.server.db.models import ApiToken, Instance, User, utcnow
+from brev.server.db.models import ApiToken, Instance, Node, User, utcnow
 from brev.server.errors import Forbidden, ServiceError, Unauthenticated
 from brev.server.services import gpu_metrics
 
@@ -118,7 +118,7 @@ class ReportIngest:
         with self._sessions() as session, session.begin():
             agents = _authenticate(session, [item.secret for item in batch])
             # Held for the batch: the identity map keeps objects only while referenced.
-            loaded = _load_instances(session, agents)
+            loaded = _lock_reporters(session, agents)
             # One flush (an executemany per table) at the commit instead of two per report,
             # and the batch's GPU samples in one INSERT.
             with session.no_autoflush, gpu_metrics.deferred(session):
@@ -151,12 +151,24 @@ def _accept(
         return error
 
 
-def _load_instances(session: Session, agents: list[Principal | ServiceError]) -> list[Instance]:
-    """The batch's instances in one query, so that each report's lookup is a dictionary's."""
-    ids = {a.token_instance_id for a in agents if isinstance(a, Principal) and a.token_instance_id}
-    if not ids:
-        return []
-    return list(session.scalars(select(Instance).where(Instance.id.in_(ids))))
+def _lock_reporters(session: Session, agents: list[Principal | ServiceError]) -> list[object]:
+    """The batch's instances and nodes, one query each, so that each report's lookup is a
+    dictionary's; locked until the commit (FOR UPDATE on PostgreSQL, in id order so that two
+    batches never wait for each other in a cycle; SQLite has one writer). A report that
+    reaches two replicas at once (an agent's re-send through the other while the first still
+    writes it) is then read by the second only after the first committed, and dropped as
+    seen: without the lock both wrote it, its samples and events twice."""
+    principals = [a for a in agents if isinstance(a, Principal)]
+    instance_ids = sorted({a.token_instance_id for a in principals if a.token_instance_id})
+    node_ids = sorted({a.token_node_id for a in principals if a.token_node_id})
+    rows: list[object] = []
+    if instance_ids:
+        instances = select(Instance).where(Instance.id.in_(instance_ids)).order_by(Instance.id)
+        rows += session.scalars(instances.with_for_update())
+    if node_ids:
+        nodes = select(Node).where(Node.id.in_(node_ids)).order_by(Node.id)
+        rows += session.scalars(nodes.with_for_update())
+    return rows
 
 
 def _authenticate(session: Session, secrets: list[str | None]) -> list[Principal | ServiceError]:
