@@ -90,6 +90,7 @@ class Outcome:
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     failure_count: int = 0
+    late_ms: list[float] = field(default_factory=list)  # agents' reports, behind schedule
     retries: list[str] = field(default_factory=list)  # timeouts and resets, sent again
     retry_count: int = 0
     created: list[str] = field(default_factory=list)
@@ -123,6 +124,12 @@ class Outcome:
                 f"{route:<34} n={len(values):<5} p50 {self.percentile(route, 50):7.1f} ms  "
                 f"p99 {self.percentile(route, 99):7.1f} ms  max {max(values, default=0):7.1f} ms"
                 f"  statuses {dict(statuses)}"
+            )
+        if len(self.late_ms) > 1:
+            late = statistics.quantiles(self.late_ms, n=100, method="inclusive")
+            lines.append(
+                f"reports sent behind schedule (this process's own lag): p50 {late[49]:.1f} ms"
+                f"  p99 {late[98]:.1f} ms"
             )
         lines.append(f"sent again after a timeout or reset: {self.retry_count}")
         return lines
@@ -249,6 +256,9 @@ async def _agent(
     due = start + number * shape.interval_s / shape.agents
     while due < deadline:
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        # How late this process is itself: its loop runs every agent, and what it cannot keep
+        # up with shows here, not in the plane's latencies.
+        outcome.late_ms.append((time.perf_counter() - due) * 1000.0)
         due += shape.interval_s
         outcome.sent[number] += 1
         pending.append({"seq": outcome.sent[number], "report": _report(outcome.sent[number])})
