@@ -36,7 +36,6 @@ import argparse
 import http.client
 import json
 import os
-import pwd
 import shutil
 import statistics
 import subprocess
@@ -54,10 +53,11 @@ from typing import TYPE_CHECKING, Any
 from brev import api
 
 if TYPE_CHECKING:  # mypy roots modules at the repository; see bench/harness.py
-    from bench import harness, loadgen
+    from bench import harness, loadgen, pgcluster
 else:
     import harness
     import loadgen
+    import pgcluster
 
 ORG = "default"
 AGENTS = 1_000
@@ -288,44 +288,6 @@ def bare_server(home: Path) -> Iterator[harness.Server]:
         yield server
 
 
-def postgres_bindir() -> Path | None:
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
-    if candidates:
-        return candidates[0].parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).resolve().parent if initdb else None
-
-
-@contextmanager
-def postgres(bindir: Path) -> Iterator[str]:
-    """A throwaway cluster (as the postgres user when root), default durability settings;
-    its URL. Stopped and removed on the way out."""
-    run_as = "postgres" if os.geteuid() == 0 else None
-    datadir = Path(tempfile.mkdtemp(prefix="brev-bench-pg-"))
-    port = harness.free_port()
-
-    def pg(*args: str) -> None:
-        command = [str(bindir / args[0]), *args[1:]]
-        if run_as:
-            command = ["runuser", "-u", run_as, "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-    if run_as:
-        user = pwd.getpwnam(run_as)
-        os.chown(datadir, user.pw_uid, user.pw_gid)
-    try:
-        pg("initdb", "-D", str(datadir), "-U", "postgres", "-A", "trust", "--no-sync")
-        options = f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c max_connections=200"
-        log = str(datadir / "server.log")
-        pg("pg_ctl", "-D", str(datadir), "-o", options, "-l", log, "-w", "start")
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-        finally:
-            pg("pg_ctl", "-D", str(datadir), "-m", "immediate", "-w", "stop")
-    finally:
-        shutil.rmtree(datadir, ignore_errors=True)
-
-
 def seed_agents(database_url: str) -> list[str]:
     """AGENTS running instances and an agent token each, written directly; their secrets."""
     return [agent.token for agent in loadgen.seed_fleet(database_url, AGENTS, ORG)]
@@ -365,11 +327,11 @@ def start_targets(
     sqlite = start_plane(stack, home / "sqlite", None, key)
     tokens = seed_agents(f"sqlite:///{home / 'sqlite' / 'brev.db'}")
     targets.append(Target("plane, SQLite", [sqlite.url], Agents(tokens, report)))
-    bindir = postgres_bindir()
+    bindir = pgcluster.postgres_bindir()
     if bindir is None:
         notes.append("PostgreSQL skipped: no initdb (apt-get install postgresql)")
         return targets, sqlite
-    url = stack.enter_context(postgres(bindir))
+    url = stack.enter_context(pgcluster.postgres(bindir))
     first = start_plane(stack, home / "pg-a", url, key)
     second = start_plane(stack, home / "pg-b", url, key, replica_of=first)
     # One database and one set of agents: the seqs go on from one target to the other.

@@ -32,11 +32,12 @@ from typing import TYPE_CHECKING
 from brev.client import BrevClient
 
 if TYPE_CHECKING:  # mypy roots modules at the repository; see bench/harness.py
-    from bench import harness, heartbeats, loadgen, provisioning
+    from bench import harness, heartbeats, loadgen, pgcluster, provisioning
 else:
     import harness
     import heartbeats
     import loadgen
+    import pgcluster
     import provisioning
 
 REPLICA_ENV = {
@@ -64,7 +65,7 @@ def main() -> None:
     arguments = parse_arguments()
     harness.exit_on_sigterm()
     harness.require_brev()
-    bindir = heartbeats.postgres_bindir()
+    bindir = pgcluster.postgres_bindir()
     if bindir is None:
         sys.exit("no PostgreSQL server binaries (apt-get install postgresql)")
     from cryptography.fernet import Fernet
@@ -78,7 +79,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="brev-load-"))
     try:
         with ExitStack() as stack:
-            database_url = stack.enter_context(heartbeats.postgres(bindir))
+            database_url = stack.enter_context(pgcluster.postgres(bindir))
             moto = stack.enter_context(provisioning.moto_server(home))
             key = Fernet.generate_key().decode()
             first = heartbeats.start_plane(stack, home / "a", database_url, key, env=REPLICA_ENV)
