@@ -1,34 +1,41 @@
 """How many agent reports per second the plane ingests, beside a bare endpoint; what an agent costs.
 
-    .venv/bin/python bench/heartbeats.py
+    .venv/bin/python bench/heartbeats.py [--rounds N] [--no-footprint]
 
-For SQLite, then PostgreSQL (a throwaway cluster; skipped with a note when its binaries are
-missing), starts `brev server` (BREV_RECONCILE=0) in a temporary BREV_HOME, seeds 1,000 running
-instances and one agent token each straight into the database, then drives
+Starts, side by side: a bare FastAPI endpoint (the baseline), `brev server` on SQLite, and on
+one throwaway PostgreSQL cluster (skipped with a note when its binaries are missing) two
+`brev server` replicas on one database (BREV_RECONCILE=0 for all, temporary homes). Seeds
+1,000 running instances and one agent token each straight into each database, then drives
 `POST /api/v1/agent/reports` from this process: each request is one agent's realistic 8-GPU
 report (the stub nvidia-smi's, GPUs repeated with distinct uuids) with the agent's next seq.
+Four targets: the bare endpoint, SQLite, PostgreSQL (one replica), and both replicas at once
+(each agent reports to one of them, as behind a load balancer that keeps connections).
 
-- saturation: THREADS client threads, each on its own kept-alive connection, for SATURATE_S;
+- saturation: THREADS client threads per server, each on its own kept-alive connection, for
+  SATURATE_S; ROUNDS rounds, each measuring every target once (in a rotated order, so that a
+  change of the machine's load hits them alike); medians of the rounds and of each round's
+  ratios (x bare, and two replicas against one);
 - paced: RATE requests/s for PACED_S, latency counted from each request's scheduled time (a
   late start counts against the server, not hidden by it).
 
-The baseline, in the same run and driven the same way: a bare FastAPI app under uvicorn (one
-process, same log settings as `brev server`) whose only route parses the same pydantic body
+The baseline, driven the same way: a bare FastAPI app under uvicorn (one process, same log
+settings as `brev server`) whose only route parses the same pydantic body
 (`brev.api.AgentReports`) and returns {"accepted": n}: the speed of light of the endpoint.
 
 Then the agent's footprint: a real `brev agent run --interval 1s` (stub nvidia-smi on PATH)
 against the SQLite plane for FOOTPRINT_S: RSS, CPU s per minute (its own and its children's).
 
-Prints the table with PASS/MISS against the targets (>= 0.5x the bare endpoint; p99 < 50 ms at
-100 reports/s). Exits 0 either way: it is a benchmark, not a test.
+Prints the table with PASS/MISS against the targets (one replica >= 0.5x the bare endpoint;
+two replicas on one PostgreSQL >= 1.7x one; p99 < 50 ms at 100 reports/s). Exits 0 either
+way: it is a benchmark, not a test.
 """
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
 import os
-import pwd
 import shutil
 import statistics
 import subprocess
@@ -37,31 +44,32 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brev import api
-from brev.server.auth import hash_secret, new_secret, visible_prefix
-from brev.server.db.engine import make_engine, make_sessionmaker, transaction
-from brev.server.db.models import ApiToken, Instance
 
 if TYPE_CHECKING:  # mypy roots modules at the repository; see bench/harness.py
-    from bench import harness
+    from bench import harness, loadgen, pgcluster
 else:
     import harness
+    import loadgen
+    import pgcluster
 
 ORG = "default"
 AGENTS = 1_000
 GPUS = 8
-THREADS = 8
+THREADS = 8  # per server
+ROUNDS = 3
 SATURATE_S = 8.0
 PACED_S = 10.0
 RATE = 100.0
 FOOTPRINT_S = 20.0
 TARGET_RATIO = 0.5
+TARGET_SCALING = 1.7  # two replicas on one PostgreSQL against one
 TARGET_P99_MS = 50.0
 REPORTS_PATH = "/api/v1/agent/reports"
 STUB_BIN = Path("/work/shared/fixtures/nvidia-smi/bin")
@@ -100,19 +108,21 @@ def eight_gpu_report(home: Path) -> bytes:
 
 @dataclass
 class Agents:
-    """AGENTS tokens (each one instance's) and the next seq of each."""
+    """AGENTS tokens (each one instance's) and the next seq of each. Agents are dealt to lanes
+    (one lane per server of a target): agent i reports to lane i % lanes only."""
 
     tokens: list[str]
     report: bytes
     seqs: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    cursor: int = 0
+    cursors: dict[tuple[int, int], int] = field(default_factory=dict)
 
-    def next_request(self) -> tuple[str, bytes]:
-        """The next agent, round-robin, and its body: one report with its next seq."""
+    def next_request(self, lane: int = 0, lanes: int = 1) -> tuple[str, bytes]:
+        """The lane's next agent, round-robin, and its body: one report with its next seq."""
         with self.lock:
-            agent = self.cursor % len(self.tokens)
-            self.cursor += 1
+            cursor = self.cursors.get((lane, lanes), 0)
+            self.cursors[(lane, lanes)] = cursor + 1
+            agent = (lane + cursor * lanes) % len(self.tokens)
             if not self.seqs:
                 self.seqs = [0] * len(self.tokens)
             self.seqs[agent] += 1
@@ -120,52 +130,6 @@ class Agents:
         report = self.report.replace(b'"%s"', b'"%b"' % datetime.now(UTC).isoformat().encode())
         body = b'{"reports":[{"seq":%d,"report":%b}],"interval_seconds":10}' % (seq, report)
         return self.tokens[agent], body
-
-
-def seed_agents(database_url: str, count: int) -> list[str]:
-    """`count` running instances in the default org and an agent token for each, written
-    directly (as `POST .../agent-token` would, less its audit event); their secrets."""
-    engine = make_engine(database_url)
-    secrets: list[str] = []
-    try:
-        with transaction(make_sessionmaker(engine)) as session:
-            org_id, admin_id = harness.org_and_admin(session, ORG)
-            instances = [
-                Instance(
-                    org_id=org_id,
-                    name=f"gpu-{number:04d}",
-                    created_by_id=admin_id,
-                    status="running",
-                    health="healthy",
-                    gpu_spec="H200:8",
-                    gpu_model="H200",
-                    gpu_count=GPUS,
-                    provider="aws",
-                    region="us-east-1",
-                    instance_type="p5en.48xlarge",
-                    price_per_hour=63.30,
-                )
-                for number in range(count)
-            ]
-            session.add_all(instances)
-            session.flush()
-            for instance in instances:
-                secret = new_secret()
-                secrets.append(secret)
-                session.add(
-                    ApiToken(
-                        user_id=admin_id,
-                        org_id=org_id,
-                        name=f"agent-{instance.id}",
-                        kind="agent",
-                        instance_id=instance.id,
-                        prefix=visible_prefix(secret),
-                        secret_hash=hash_secret(secret),
-                    )
-                )
-    finally:
-        engine.dispose()
-    return secrets
 
 
 # -- load -----------------------------------------------------------------------------------
@@ -191,12 +155,33 @@ class Client:
         self.connection.close()
 
 
-def run_threads(url: str, work: Callable[[Client, int], None]) -> None:
-    """`work(client, k)` in THREADS threads, each with its own connection; re-raises a failure."""
+@dataclass
+class Target:
+    """What one measurement drives: one server, or several sharing the agents (lanes)."""
+
+    name: str
+    urls: list[str]
+    agents: Agents
+    rates: list[float] = field(default_factory=list)  # reports/s of each round
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+
+    @property
+    def threads(self) -> int:
+        return THREADS * len(self.urls)
+
+    @property
+    def per_s(self) -> float:
+        return statistics.median(self.rates)
+
+
+def run_threads(target: Target, work: Callable[[Client, int], None]) -> None:
+    """`work(client, k)` in THREADS threads per server of the target, thread k on server
+    k % servers, each with its own connection; re-raises a failure."""
     failures: list[BaseException] = []
 
     def thread(k: int) -> None:
-        client = Client(url)
+        client = Client(target.urls[k % len(target.urls)])
         try:
             work(client, k)
         except BaseException as exc:  # handed to the main thread
@@ -204,7 +189,9 @@ def run_threads(url: str, work: Callable[[Client, int], None]) -> None:
         finally:
             client.close()
 
-    threads = [threading.Thread(target=thread, args=(k,), daemon=True) for k in range(THREADS)]
+    threads = [
+        threading.Thread(target=thread, args=(k,), daemon=True) for k in range(target.threads)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -213,55 +200,56 @@ def run_threads(url: str, work: Callable[[Client, int], None]) -> None:
         raise failures[0]
 
 
-def saturate(url: str, agents: Agents, seconds: float) -> float:
-    """Requests per second with THREADS clients sending back to back for `seconds`."""
-    done = [0] * THREADS
+def saturate(target: Target, seconds: float) -> float:
+    """Requests per second with the target's threads sending back to back for `seconds`."""
+    done = [0] * target.threads
     deadline = time.perf_counter() + seconds
+    lanes = len(target.urls)
 
     def work(client: Client, k: int) -> None:
         while time.perf_counter() < deadline:
-            client.post(*agents.next_request())
+            client.post(*target.agents.next_request(k % lanes, lanes))
             done[k] += 1
 
     started = time.perf_counter()
-    run_threads(url, work)
+    run_threads(target, work)
     return sum(done) / (time.perf_counter() - started)
 
 
-def paced(url: str, agents: Agents, rate: float, seconds: float) -> list[float]:
+def paced(target: Target, rate: float, seconds: float) -> list[float]:
     """Latencies (ms) of `rate` requests/s for `seconds`, each from its scheduled start."""
     total = int(rate * seconds)
     latencies: list[float] = []
     start = time.perf_counter() + 0.1
+    threads, lanes = target.threads, len(target.urls)
 
     def work(client: Client, k: int) -> None:
-        for i in range(k, total, THREADS):
+        for i in range(k, total, threads):
             scheduled = start + i / rate
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            client.post(*agents.next_request())
+            client.post(*target.agents.next_request(k % lanes, lanes))
             latencies.append((time.perf_counter() - scheduled) * 1000.0)
 
-    run_threads(url, work)
+    run_threads(target, work)
     return latencies
 
 
-@dataclass
-class Result:
-    name: str
-    per_s: float
-    p50_ms: float
-    p99_ms: float
-
-
-def measure(name: str, url: str, agents: Agents) -> Result:
-    saturate(url, agents, 1.0)  # warm-up: connections, the first queries, caches
-    per_s = saturate(url, agents, SATURATE_S)
-    latencies = paced(url, agents, RATE, PACED_S)
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    print(f"  {name}: {per_s:.0f} reports/s, p50 {cuts[49]:.1f} ms p99 {cuts[98]:.1f} ms")
-    return Result(name, per_s, cuts[49], cuts[98])
+def measure_rounds(targets: list[Target], rounds: int) -> None:
+    """Each round saturates every target once, starting one further each round."""
+    for target in targets:
+        saturate(target, 1.0)  # warm-up: connections, the first queries, caches
+    for number in range(rounds):
+        offset = number % len(targets)
+        for target in targets[offset:] + targets[:offset]:
+            target.rates.append(saturate(target, SATURATE_S))
+            print(f"  round {number + 1}: {target.name}: {target.rates[-1]:.0f} reports/s")
+    for target in targets:
+        latencies = paced(target, RATE, PACED_S)
+        cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+        target.p50_ms, target.p99_ms = cuts[49], cuts[98]
+        print(f"  paced {RATE:g}/s: {target.name}: p50 {cuts[49]:.1f} ms p99 {cuts[98]:.1f} ms")
 
 
 # -- the servers ----------------------------------------------------------------------------
@@ -300,54 +288,57 @@ def bare_server(home: Path) -> Iterator[harness.Server]:
         yield server
 
 
-def postgres_bindir() -> Path | None:
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
-    if candidates:
-        return candidates[0].parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).resolve().parent if initdb else None
+def seed_agents(database_url: str) -> list[str]:
+    """AGENTS running instances and an agent token each, written directly; their secrets."""
+    return [agent.token for agent in loadgen.seed_fleet(database_url, AGENTS, ORG)]
 
 
-@contextmanager
-def postgres(bindir: Path) -> Iterator[str]:
-    """A throwaway cluster (as the postgres user when root), default durability settings;
-    its URL. Stopped and removed on the way out."""
-    run_as = "postgres" if os.geteuid() == 0 else None
-    datadir = Path(tempfile.mkdtemp(prefix="brev-bench-pg-"))
-    port = harness.free_port()
-
-    def pg(*args: str) -> None:
-        command = [str(bindir / args[0]), *args[1:]]
-        if run_as:
-            command = ["runuser", "-u", run_as, "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-    if run_as:
-        user = pwd.getpwnam(run_as)
-        os.chown(datadir, user.pw_uid, user.pw_gid)
-    try:
-        pg("initdb", "-D", str(datadir), "-U", "postgres", "-A", "trust", "--no-sync")
-        options = f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c max_connections=200"
-        log = str(datadir / "server.log")
-        pg("pg_ctl", "-D", str(datadir), "-o", options, "-l", log, "-w", "start")
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-        finally:
-            pg("pg_ctl", "-D", str(datadir), "-m", "immediate", "-w", "stop")
-    finally:
-        shutil.rmtree(datadir, ignore_errors=True)
-
-
-def plane_run(name: str, home: Path, report: bytes, database_url: str | None) -> Result:
-    env = {"BREV_RECONCILE": "0"}
+def start_plane(
+    stack: ExitStack,
+    home: Path,
+    database_url: str | None,
+    secret_key: str,
+    replica_of: harness.Plane | None = None,
+    env: dict[str, str] | None = None,
+) -> harness.Plane:
+    """`brev server` (no reconciler) on `database_url` (default: SQLite in `home`), stopped
+    when `stack` closes. A replica (of `replica_of`) shares its database and secret key, not
+    its home; its admin token is copied over (only the first start of a database makes one).
+    `env` is added to (and wins over) those settings."""
+    settings = {"BREV_RECONCILE": "0", "BREV_SECRET_KEY": secret_key}
     if database_url:
-        env["BREV_DATABASE_URL"] = database_url
-    with harness.control_plane(home, env=env) as plane:
-        tokens = seed_agents(database_url or f"sqlite:///{home / 'brev.db'}", AGENTS)
-        result = measure(name, plane.url, Agents(tokens, report))
-        if name == "plane, SQLite":
-            footprint(plane, tokens[0], home)
-        return result
+        settings["BREV_DATABASE_URL"] = database_url
+    settings.update(env or {})
+    if replica_of is not None:
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(replica_of.home / "admin-token", home / "admin-token")
+    return stack.enter_context(harness.control_plane(home, env=settings))
+
+
+def start_targets(
+    stack: ExitStack, home: Path, report: bytes, notes: list[str]
+) -> tuple[list[Target], harness.Plane]:
+    """Every server up and seeded: the targets, and the SQLite plane (for the footprint)."""
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    bare = stack.enter_context(bare_server(home))
+    targets = [Target("bare FastAPI", [bare.url], Agents([""] * AGENTS, report))]
+    sqlite = start_plane(stack, home / "sqlite", None, key)
+    tokens = seed_agents(f"sqlite:///{home / 'sqlite' / 'brev.db'}")
+    targets.append(Target("plane, SQLite", [sqlite.url], Agents(tokens, report)))
+    bindir = pgcluster.postgres_bindir()
+    if bindir is None:
+        notes.append("PostgreSQL skipped: no initdb (apt-get install postgresql)")
+        return targets, sqlite
+    url = stack.enter_context(pgcluster.postgres(bindir))
+    first = start_plane(stack, home / "pg-a", url, key)
+    second = start_plane(stack, home / "pg-b", url, key, replica_of=first)
+    # One database and one set of agents: the seqs go on from one target to the other.
+    agents = Agents(seed_agents(url), report)
+    targets.append(Target("plane, PostgreSQL", [first.url], agents))
+    targets.append(Target("2 replicas, PostgreSQL", [first.url, second.url], agents))
+    return targets, sqlite
 
 
 # -- the agent's footprint ------------------------------------------------------------------
@@ -405,63 +396,84 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def report(results: list[Result], report_bytes: int, notes: list[str]) -> None:
+def report(targets: list[Target], report_bytes: int, rounds: int, notes: list[str]) -> None:
     print()
     print(harness.python_line())
     print(harness.machine_line())
     print(
         f"load     {AGENTS} agents, {GPUS}-GPU report of {report_bytes / 1024:.1f} KiB, "
-        f"{THREADS} kept-alive connections; saturation {SATURATE_S:g} s, "
-        f"paced {RATE:g}/s for {PACED_S:g} s"
+        f"{THREADS} kept-alive connections per server; saturation {SATURATE_S:g} s x "
+        f"{rounds} rounds (medians), paced {RATE:g}/s for {PACED_S:g} s"
     )
     for note in notes:
         print(f"note     {note}")
     print()
-    bare = results[0].per_s
+    bare = targets[0]
+    one = next((t for t in targets if t.name == "plane, PostgreSQL"), None)
     print(
-        f"{'backend':<16}  {'reports/s':>9}  {'x bare':>6}  {'p50 ms':>7}  {'p99 ms':>7}  "
-        f">= {TARGET_RATIO:g}x  p99 < {TARGET_P99_MS:g} ms"
+        f"{'backend':<22}  {'reports/s':>9}  {'min-max':>11}  {'x bare':>6}  {'p50 ms':>6}  "
+        f"{'p99 ms':>6}  target (p99 < {TARGET_P99_MS:g} ms)"
     )
-    for r in results:
-        ratio = r.per_s / bare
-        targets = (
-            ""
-            if r is results[0]
-            else (f"{verdict(ratio >= TARGET_RATIO):<7}  {verdict(r.p99_ms < TARGET_P99_MS)}")
-        )
+    for t in targets:
+        ratio = _median_ratio(t, bare)
+        spread = f"{min(t.rates):.0f}-{max(t.rates):.0f}"
+        if t is bare:
+            targets_met = ""
+        elif len(t.urls) > 1 and one is not None:
+            scaling = _median_ratio(t, one)
+            targets_met = (
+                f"{scaling:.2f}x one replica >= {TARGET_SCALING:g}x: "
+                f"{verdict(scaling >= TARGET_SCALING)}  {verdict(t.p99_ms < TARGET_P99_MS)}"
+            )
+        else:
+            targets_met = (
+                f">= {TARGET_RATIO:g}x bare: {verdict(ratio >= TARGET_RATIO)}  "
+                f"{verdict(t.p99_ms < TARGET_P99_MS)}"
+            )
         print(
-            f"{r.name:<16}  {r.per_s:>9.0f}  {ratio:>5.2f}x  {r.p50_ms:>7.1f}  "
-            f"{r.p99_ms:>7.1f}  {targets}".rstrip()
+            f"{t.name:<22}  {t.per_s:>9.0f}  {spread:>11}  {ratio:>5.2f}x  {t.p50_ms:>6.1f}  "
+            f"{t.p99_ms:>6.1f}  {targets_met}".rstrip()
         )
     print()
-    print("x bare: reports/s / those of the bare FastAPI endpoint (same body, same run).")
-    print("latency: from each request's scheduled time at the paced rate, client included.")
+    print("reports/s: the median of the rounds; x bare (and x one replica): the median of each")
+    print("round's ratio (same body, same run). latency: from each request's scheduled time at")
+    print("the paced rate, client included.")
+
+
+def _median_ratio(target: Target, base: Target) -> float:
+    return statistics.median(r / b for r, b in zip(target.rates, base.rates, strict=True))
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--rounds", type=int, default=ROUNDS, help=f"saturation rounds, medians ({ROUNDS})"
+    )
+    parser.add_argument(
+        "--no-footprint", action="store_true", help="skip the agent's footprint (20 s)"
+    )
+    return parser.parse_args()
 
 
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--bare":
         serve_bare(int(sys.argv[2]))
         return
-    if len(sys.argv) > 1:
-        sys.exit(__doc__)
+    arguments = parse_arguments()
     harness.exit_on_sigterm()
     harness.require_brev()
     home = Path(tempfile.mkdtemp(prefix="brev-bench-"))
     notes: list[str] = []
     try:
         body = eight_gpu_report(home)
-        results = []
-        print("measuring (about 2 minutes)...")
-        with bare_server(home) as bare:
-            results.append(measure("bare FastAPI", bare.url, Agents([""] * AGENTS, body)))
-        results.append(plane_run("plane, SQLite", home / "sqlite", body, None))
-        bindir = postgres_bindir()
-        if bindir is None:
-            notes.append("PostgreSQL skipped: no initdb (apt-get install postgresql)")
-        else:
-            with postgres(bindir) as url:
-                results.append(plane_run("plane, PostgreSQL", home / "pg", body, url))
-        report(results, len(body), notes)
+        minutes = (arguments.rounds * 4 * SATURATE_S + 4 * PACED_S + 30) / 60
+        print(f"measuring (about {minutes:.0f} minutes)...")
+        with ExitStack() as stack:
+            targets, sqlite = start_targets(stack, home, body, notes)
+            measure_rounds(targets, arguments.rounds)
+            if not arguments.no_footprint:
+                footprint(sqlite, targets[1].agents.tokens[0], home)
+        report(targets, len(body), arguments.rounds, notes)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

@@ -4,10 +4,10 @@ A thousand agents reporting every few seconds make the report endpoint the plane
 Written one request per transaction, each report pays for its own token lookup, its own
 commit (on SQLite a WAL sync) and three thread-pool hops of the framework. Here the endpoint is
 async and only queues the report; a writer takes everything queued, authenticates the whole
-batch in one query, applies each report as before (brev.server.services.agents and
-node_reports), commits once, and then answers every request of the batch. A request is
-answered only after the commit that holds its report (group commit), so an agent that was told
-"accepted" never loses that report, exactly as before.
+batch in one query, locks its instances and nodes, applies each report as before
+(brev.server.services.agents and node_reports), commits once, and then answers every request
+of the batch. A request is answered only after the commit that holds its report (group
+commit), so an agent that was told "accepted" never loses that report, exactly as before.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, load_only, sessionmaker
 
 from brev import api
 from brev.server.auth import Principal, check, hash_secret
 from brev.server.db import outage
-from brev.server.db.models import ApiToken, Instance, User, utcnow
+from brev.server.db.models import ApiToken, Instance, Node, User, utcnow
 from brev.server.errors import Forbidden, ServiceError, Unauthenticated
 from brev.server.services import gpu_metrics
 
@@ -122,17 +122,59 @@ class ReportIngest:
         self, batch: list[_Item]
     ) -> list[tuple[_Item, api.AgentReportsAccepted | ServiceError]]:
         answers: list[tuple[_Item, api.AgentReportsAccepted | ServiceError]] = []
-        with self._sessions() as session, session.begin():
+        # One flush (an executemany per table) at the commit instead of two per report (and
+        # not one more before the lock's query for the tokens' last use), and the batch's GPU
+        # samples in one INSERT.
+        with self._sessions() as session, session.begin(), session.no_autoflush:
             agents = _authenticate(session, [item.secret for item in batch])
             # Held for the batch: the identity map keeps objects only while referenced.
-            loaded = _load_instances(session, agents)
-            # One flush (an executemany per table) at the commit instead of two per report,
-            # and the batch's GPU samples in one INSERT.
-            with session.no_autoflush, gpu_metrics.deferred(session):
+            loaded = _lock_reporters(session, agents)
+            with gpu_metrics.deferred(session):
                 for item, agent in zip(batch, agents, strict=True):
                     answers.append((item, _accept(session, agent, item.body)))
             del loaded
         return answers
+
+
+# The batch's queries, built once: building one (its IN, its cache key) cost about as much
+# CPU as running it.
+_TOKENS = (
+    select(ApiToken, User)
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.secret_hash.in_(bindparam("hashes", expanding=True)))
+)
+_LOCK_INSTANCES = (
+    select(Instance)
+    # What a report reads and writes (brev.server.services.agents, events.about_instance): a
+    # third of the columns, and the query's cost was mostly per column. Another one read
+    # would be loaded on first use, in the same transaction.
+    .options(
+        load_only(
+            Instance.org_id,
+            Instance.name,
+            Instance.status,
+            Instance.health,
+            Instance.node_id,
+            Instance.deleted_at,
+            Instance.telemetry,
+            Instance.last_report_seq,
+            Instance.report_interval_seconds,
+            Instance.last_heartbeat_at,
+            Instance.idle_since,
+            Instance.next_check_at,
+            Instance.host_keys,
+        )
+    )
+    .where(Instance.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Instance.id)
+    .with_for_update()
+)
+_LOCK_NODES = (
+    select(Node)
+    .where(Node.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Node.id)
+    .with_for_update()
+)
 
 
 def _fail(item: _Item, error: BaseException | None) -> None:
@@ -158,22 +200,28 @@ def _accept(
         return error
 
 
-def _load_instances(session: Session, agents: list[Principal | ServiceError]) -> list[Instance]:
-    """The batch's instances in one query, so that each report's lookup is a dictionary's."""
-    ids = {a.token_instance_id for a in agents if isinstance(a, Principal) and a.token_instance_id}
-    if not ids:
-        return []
-    return list(session.scalars(select(Instance).where(Instance.id.in_(ids))))
+def _lock_reporters(session: Session, agents: list[Principal | ServiceError]) -> list[object]:
+    """The batch's instances and nodes, one query each, so that each report's lookup is a
+    dictionary's; locked until the commit (FOR UPDATE on PostgreSQL, in id order so that two
+    batches never wait for each other in a cycle; SQLite has one writer). A report that
+    reaches two replicas at once (an agent's re-send through the other while the first still
+    writes it) is then read by the second only after the first committed, and dropped as
+    seen: without the lock both wrote it, its samples and events twice."""
+    principals = [a for a in agents if isinstance(a, Principal)]
+    instance_ids = sorted({a.token_instance_id for a in principals if a.token_instance_id})
+    node_ids = sorted({a.token_node_id for a in principals if a.token_node_id})
+    rows: list[object] = []
+    if instance_ids:
+        rows += session.scalars(_LOCK_INSTANCES, {"ids": instance_ids})
+    if node_ids:
+        rows += session.scalars(_LOCK_NODES, {"ids": node_ids})
+    return rows
 
 
 def _authenticate(session: Session, secrets: list[str | None]) -> list[Principal | ServiceError]:
     """brev.server.auth.authenticate for a whole batch, in one query; agent tokens only."""
     hashes = {s: hash_secret(s) for s in secrets if s}
-    rows = session.execute(
-        select(ApiToken, User)
-        .join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.secret_hash.in_(set(hashes.values())))
-    ).all()
+    rows = session.execute(_TOKENS, {"hashes": sorted(set(hashes.values()))}).all()
     by_hash = {token.secret_hash: (token, user) for token, user in rows}
     now = utcnow()
     result: list[Principal | ServiceError] = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Any
 
@@ -64,22 +63,20 @@ def accept_reports(
 MAX_REPORT_DEPTH = 16
 
 
-def _check_finite_and_shallow(report: dict[str, Any]) -> None:
+def _check_finite_and_shallow(container: dict[str, Any] | list[Any], depth: int = 1) -> None:
     """InvalidInput for a NaN or an infinity anywhere in the report (PostgreSQL's JSON refuses
-    them), or nesting deeper than MAX_REPORT_DEPTH."""
-    pending: list[tuple[object, int]] = [(report, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidInput("reports.report", f"numbers must be finite, not {value}")
-        children: list[object] = []
-        if isinstance(value, dict):
-            children = list(value.values())
-        elif isinstance(value, list):
-            children = value
-        if children and depth >= MAX_REPORT_DEPTH:
-            raise InvalidInput("reports.report", f"nests deeper than {MAX_REPORT_DEPTH} levels")
-        pending.extend((child, depth + 1) for child in children)
+    them), or nesting deeper than MAX_REPORT_DEPTH. Recursive (at most MAX_REPORT_DEPTH deep):
+    every report passes through here, and a walk with a stack of (value, depth) pairs made
+    check_shape cost 90-100 us for a 4 KiB 8-GPU report, twice json.loads of it; now 20."""
+    children = container.values() if isinstance(container, dict) else container
+    if children and depth >= MAX_REPORT_DEPTH:
+        raise InvalidInput("reports.report", f"nests deeper than {MAX_REPORT_DEPTH} levels")
+    for child in children:
+        if isinstance(child, float):
+            if child - child != 0.0:  # inf - inf and nan - nan are nan
+                raise InvalidInput("reports.report", f"numbers must be finite, not {child}")
+        elif isinstance(child, dict | list):
+            _check_finite_and_shallow(child, depth + 1)
 
 
 def check_shape(body: api.AgentReports) -> None:

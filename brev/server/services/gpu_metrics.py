@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from sqlalchemy import delete, insert, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +17,9 @@ from brev.server.db.engine import transaction
 from brev.server.db.models import GpuMinute, GpuSample, utcnow
 from brev.server.services.instances import find
 from brev.server.services.scope import OrgContext
+
+if TYPE_CHECKING:
+    import psycopg
 
 RAW_RETENTION = timedelta(hours=1)
 MINUTE_RETENTION = timedelta(days=7)
@@ -71,8 +74,34 @@ def deferred(session: Session) -> Iterator[None]:
         yield
     finally:
         del session.info[_DEFERRED]
+    if rows and session.get_bind().dialect.name == "postgresql":
+        _copy(session, rows)
+        return
     for start in range(0, len(rows), _CHUNK * 8):
         session.execute(insert(GpuSample), rows[start : start + _CHUNK * 8])
+
+
+_COLUMNS = (
+    "instance_id",
+    "gpu_index",
+    "at",
+    "utilization_pct",
+    "memory_used_mib",
+    "power_w",
+    "temperature_c",
+)
+
+
+def _copy(session: Session, rows: list[dict[str, Any]]) -> None:
+    """The rows in one COPY, in the session's transaction. An executemany is a statement per
+    row on psycopg (its pipeline): a third of the report writer's CPU at 64 reports a batch,
+    a fifth at 8 (measured in-process; COPY brought it to 0.59 and 0.87 ms a report from 0.88
+    and 1.09). Times are aware UTC already (_collected_at), what UTCDateTime would bind."""
+    driver = cast("psycopg.Connection[Any]", session.connection().connection.dbapi_connection)
+    statement = f"COPY {GpuSample.__tablename__} ({', '.join(_COLUMNS)}) FROM STDIN"
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([row[column] for column in _COLUMNS])
 
 
 def _collected_at(report: dict[str, Any]) -> datetime:
