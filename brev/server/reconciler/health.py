@@ -22,19 +22,29 @@ def mark_silent_instances(sessions: sessionmaker[Session]) -> int:
     now = utcnow()
     marked = 0
     with transaction(sessions) as session:
-        reporting = session.scalars(
-            select(Instance).where(
+        # Three columns of every reporting instance, and whole rows only of the silent ones: a
+        # row carries its last report (KiBs of JSON), and this runs every pass (with 1,000
+        # instances, loading them all was a quarter of a replica's time under load).
+        reporting = session.execute(
+            select(Instance.id, Instance.last_heartbeat_at, Instance.report_interval_seconds).where(
                 Instance.health == Health.HEALTHY,
                 Instance.deleted_at.is_(None),
                 Instance.last_heartbeat_at.is_not(None),
                 Instance.report_interval_seconds.is_not(None),
             )
-        )
-        for instance in reporting:
-            assert instance.last_heartbeat_at and instance.report_interval_seconds
-            silence = now - instance.last_heartbeat_at
-            if silence <= timedelta(seconds=MISSED_REPORTS * instance.report_interval_seconds):
+        ).all()
+        for instance_id, last_heartbeat_at, interval_s in reporting:
+            assert last_heartbeat_at is not None and interval_s is not None  # the query's where
+            silence = now - last_heartbeat_at
+            if silence <= timedelta(seconds=MISSED_REPORTS * interval_s):
                 continue
+            instance = session.get(Instance, instance_id, with_for_update=True)
+            if (
+                instance is None
+                or instance.health != Health.HEALTHY
+                or instance.last_heartbeat_at != last_heartbeat_at
+            ):
+                continue  # a report arrived meanwhile
             instance.health = Health.UNHEALTHY
             reason = f"no agent report for {silence.total_seconds():.0f} s"
             events.about_instance(session, instance, "instance.unhealthy", {"reason": reason})
