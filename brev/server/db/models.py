@@ -385,7 +385,9 @@ def _note_a_change(_mapper: Mapper[Instance], _connection: Connection, target: I
     """ORM writes move `updated_at` unless they touched bookkeeping only (or set it
     themselves). A Core `update(Instance)` sets it itself where it changes what the row is."""
     state = inspect(target)
-    changed = {attr.key for attr in state.attrs if attr.history.has_changes()}
+    # Only the attributes set since the load (committed_state's keys) can have changed: asking
+    # each of the ~50 for its history was 8% of a replica's time at saturation.
+    changed = {key for key in state.committed_state if state.attrs[key].history.has_changes()}
     if "updated_at" not in changed and not changed <= INSTANCE_BOOKKEEPING:
         target.updated_at = utcnow()
 
