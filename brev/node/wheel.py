@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import brev
-import brev.providers
 
 # Fixed timestamps: the same package gives the same bytes (and hash) on every build.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -44,20 +43,19 @@ def build_wheel() -> tuple[str, bytes]:
 
 def _package_files() -> Iterator[tuple[str, Path]]:
     """Every file of the package as (path relative to it, path), sorted, compiled files left
-    out. brev.providers lives in the source tree's `providers/` (setup.py's package_dir): it is
-    walked from where it is imported, and lands in the wheel where an install puts it."""
+    out. In a source tree brev.providers lives beside the package, in `providers/` (setup.py's
+    package_dir), and lands in the wheel where an install puts it. Found by path, not imported:
+    a node may run this from a source tree without the editable install's import hook."""
     root = Path(brev.__file__).parent
-    providers = Path(brev.providers.__file__).parent
-    yield from _files_below(root, prefix="", skip=providers)
-    if providers.parent != root:  # a source tree (an installed package holds it below root)
-        yield from _files_below(providers, prefix="providers/", skip=None)
+    yield from _files_below(root, prefix="")
+    beside = root.parent / "providers"
+    if not (root / "providers").is_dir() and (beside / "__init__.py").is_file():
+        yield from _files_below(beside, prefix="providers/")
 
 
-def _files_below(top: Path, prefix: str, skip: Path | None) -> Iterator[tuple[str, Path]]:
+def _files_below(top: Path, prefix: str) -> Iterator[tuple[str, Path]]:
     for directory, subdirectories, names in os.walk(top):
-        subdirectories[:] = sorted(
-            d for d in subdirectories if d != "__pycache__" and Path(directory) / d != skip
-        )
+        subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
         for name in sorted(names):
             if name.endswith((".pyc", ".pyo")):
                 continue
