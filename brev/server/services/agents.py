@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from brev import api
+from brev.api.report_shape import ReportShape
 from brev.server.auth import Principal
 from brev.server.db.models import ApiToken, Instance, utcnow
 from brev.server.errors import Forbidden, InvalidInput, NotFound
@@ -79,28 +81,22 @@ def _check_finite_and_shallow(container: dict[str, Any] | list[Any], depth: int 
             _check_finite_and_shallow(child, depth + 1)
 
 
+_REPORT_SHAPE = TypeAdapter(ReportShape)
+
+
 def check_shape(body: api.AgentReports) -> None:
-    """The parts of a report the plane reads have the types it reads them as; else 422. Run
-    before a report joins a batch (brev.server.ingest): one bad report must never fail the
-    others, nor be stored to fail later reads."""
-    for item in body.reports:
-        report = item.report
-        _check_finite_and_shallow(report)
-        gpus, host, present = report.get("gpus"), report.get("host"), report.get("instances")
-        if gpus is not None and not (
-            isinstance(gpus, list) and all(isinstance(g, dict) for g in gpus)
-        ):
-            raise InvalidInput("reports.report.gpus", "must be a list of objects")
-        for gpu in gpus or []:
-            errors = gpu.get("xid_errors")  # a list; entries the plane cannot read are skipped
-            if errors is not None and not isinstance(errors, list):
-                raise InvalidInput("reports.report.gpus.xid_errors", "must be a list")
-        if host is not None and not isinstance(host, dict):
-            raise InvalidInput("reports.report.host", "must be an object")
-        if present is not None and not (
-            isinstance(present, list) and all(isinstance(n, str) for n in present)
-        ):
-            raise InvalidInput("reports.report.instances", "must be a list of names")
+    """Every field of a report that the plane reads has the type it reads it as
+    (brev.api.report_shape); else 422 naming the field. Run before a report joins a batch
+    (brev.server.ingest): one bad report must never fail the others, nor be stored to fail
+    later reads."""
+    for number, item in enumerate(body.reports):
+        _check_finite_and_shallow(item.report)
+        try:
+            _REPORT_SHAPE.validate_python(item.report)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise InvalidInput(f"reports.{number}.report.{where}", first["msg"]) from None
 
 
 def record_report(
