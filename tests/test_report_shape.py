@@ -4,6 +4,7 @@ nothing is stored; a newer agent's extra fields pass; what brev's own agent repo
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -69,4 +70,13 @@ def test_what_brevs_agent_reports_has_the_shape(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("PATH", f"{STUB}{os.pathsep}{os.environ['PATH']}")
     report = collect(prefer_nvml=False).as_json()
     assert len(report["gpus"]) == 2  # the captured 2 x H200
+    ReportShape.model_validate(report)
+
+
+@pytest.mark.parametrize("capture", ["h200-nvml.json", "h200-nvidia-smi.json"])
+def test_what_the_agent_reported_on_a_real_h200_has_the_shape(capture: str) -> None:
+    """`python -m brev.agent collect --json` on a lent 1 x H200 (driver 580.159.04, CUDA 13.0),
+    through NVML and through nvidia-smi (docs/agent.md)."""
+    report = json.loads((Path(__file__).parent / "reports" / capture).read_text())
+    assert report["gpus"][0]["name"] == "NVIDIA H200"
     ReportShape.model_validate(report)
