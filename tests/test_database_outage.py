@@ -6,10 +6,12 @@ usual, without a restart. On a PostgreSQL cluster of these tests' own, stopped a
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +22,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from brev.client import DatabaseUnavailable
+from brev.server import assignment_watch
 from brev.server.reconciler import loop, loop_errors
 from brev.server.unhandled import CODE as INTERNAL_ERROR
 from tests.cli_runner import brev, ok, one_line_error
@@ -205,3 +208,22 @@ def test_the_cli_says_so_in_one_line_and_the_server_logs_it_once(
     assert log.count("database reachable again") == 1, log
     assert "Traceback" not in log
     assert "Exception in ASGI application" not in log
+
+
+def test_a_watchs_poller_says_the_outage_as_the_one_line_not_a_traceback(
+    outage_plane: Plane, cluster: PostgresCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The agents' long-poll (brev.server.assignment_watch) polls every 0.5 s while anyone
+    waits; with the database away its failed polls are the process's one outage line."""
+    watch = assignment_watch.AssignmentWatch(outage_plane.app.state.sessions)
+    loop = asyncio.new_event_loop()
+    caplog.set_level(logging.INFO)
+    try:
+        with database_down(cluster):
+            watch._register(assignment_watch._Waiter("no-such-node", 0, loop), 0)
+            time.sleep(assignment_watch.POLL_S * 4)
+    finally:
+        watch.close()
+        loop.close()
+    assert _tracebacks(caplog) == []
+    assert any("database unreachable (" in line for line in _database_lines(caplog))

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from brev import api
 from brev.server.auth import Principal, authenticate
+from brev.server.db import outage
 from brev.server.db.models import Node
 from brev.server.errors import Forbidden
 from brev.server.services import node_instances, node_reports
@@ -178,8 +179,9 @@ class AssignmentWatch:
                 watched = list(self._waiters)
             try:
                 versions = self._versions(watched)
-            except Exception:  # the database is away: the waits time out on their own
-                if not failing:  # once, not twice a second
+            except Exception as error:  # the database is away: the waits time out on their own
+                # once, not twice a second; an outage as the one line the process says of it
+                if not failing and not outage.noted(self._sessions.kw["bind"], error):
                     log.warning("cannot read nodes' assignment versions", exc_info=True)
                 failing = True
                 continue

@@ -35,6 +35,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from brev.server.db import outage
 from brev.server.db.models import Instance, Node
 from brev.server.services.scheduler import status_by_reports
 
@@ -137,8 +138,9 @@ class FleetWatch:
                 watched = list(self._pages)
             try:
                 versions = self._versions(watched)
-            except Exception:  # the database is away: pages keep their data, and wait
-                if not failing:
+            except Exception as error:  # the database is away: pages keep their data, and wait
+                # once, not twice a second; an outage as the one line the process says of it
+                if not failing and not outage.noted(self._sessions.kw["bind"], error):
                     log.warning("cannot read the fleet versions", exc_info=True)
                 failing = True
                 continue

@@ -211,6 +211,16 @@ def note(engine: Engine, problem: Unavailable) -> None:
 _busy = DedupLog(log)
 
 
+def noted(engine: Engine, error: BaseException) -> bool:
+    """True when `error` is the database being away, which is then counted (`note`: said once
+    for the process when it goes, once when it returns); False for any other error."""
+    problem = diagnose(error)
+    if problem is None:
+        return False
+    note(engine, problem)
+    return True
+
+
 def probe(engine: Engine) -> Unavailable | None:
     """Ask the database for `SELECT 1` on a connection of its own (no request transaction to
     clean up after a failure); the unavailability met, noted, or None."""

@@ -30,9 +30,7 @@ def say_failure(
     sessions: sessionmaker[Session], error: BaseException, what: str, *args: object
 ) -> bool:
     """Say that `what % args` failed with `error`; True when the database was unavailable."""
-    problem = outage.diagnose(error)
-    if problem is not None:
-        outage.note(sessions.kw["bind"], problem)
+    if outage.noted(sessions.kw["bind"], error):
         return True
     key = (what, *raise_site(error))
     _repeats.log(logging.ERROR, key, f"{what} failed", *args, exc_info=error)
