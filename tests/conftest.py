@@ -24,7 +24,7 @@ from brev.server.reconciler.loop import Reconciler
 from brev.server.settings import ServerSettings
 from tests.databases import PostgresDatabases, SqliteDatabases
 from tests.moto import MotoServer, start_moto
-from tests.postgres import PostgresCluster, free_port, postgres_bindir
+from tests.postgres import PostgresCluster, free_port, started_cluster
 
 # The dashboard tests' `browser` and `page` fixtures.
 pytest_plugins = ("tests.dashboard_browser",)
@@ -57,15 +57,7 @@ def _no_brev_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PostgresCluster]:
-    bindir = postgres_bindir()
-    if bindir is None:
-        message = "PostgreSQL server binaries not found (make test installs them as root)"
-        if os.environ.get("BREV_REQUIRE_SYSTEM_PACKAGES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    cluster = PostgresCluster.start(bindir)
-    yield cluster
-    cluster.stop()
+    yield from started_cluster()
 
 
 @pytest.fixture(scope="session")

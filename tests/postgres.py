@@ -9,8 +9,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 
 def postgres_bindir() -> Path | None:
@@ -76,3 +79,17 @@ class PostgresCluster:
             self._run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.datadir, ignore_errors=True)
+
+
+def started_cluster() -> Iterator[PostgresCluster]:
+    """A fixture's body: a running cluster, stopped after; a skip where the server binaries are
+    missing, or a failure where this machine could have installed them (make test as root)."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        message = "PostgreSQL server binaries not found (make test installs them as root)"
+        if os.environ.get("BREV_REQUIRE_SYSTEM_PACKAGES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = PostgresCluster.start(bindir)
+    yield cluster
+    cluster.stop()

@@ -34,6 +34,21 @@ def _error_of(url: str, statement: str, **connect_args: object) -> DBAPIError:
         engine.dispose()
 
 
+def _locked_sqlite_error(tmp_path: Path) -> DBAPIError:
+    """What a write meets after the plane's 30 s busy timeout, without the 30 s: another
+    connection holds the file's exclusive lock."""
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path)
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.commit()
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        return _error_of(f"sqlite:///{path}", "INSERT INTO t VALUES (1)", timeout=0)
+    finally:
+        holder.rollback()
+        holder.close()
+
+
 def test_postgresql_on_a_closed_port_is_unreachable() -> None:
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/postgres"
     found = diagnose(_error_of(url, "SELECT 1", connect_timeout=5))
@@ -43,16 +58,7 @@ def test_postgresql_on_a_closed_port_is_unreachable() -> None:
 
 
 def test_a_locked_sqlite_database_is_busy(tmp_path: Path) -> None:
-    path = tmp_path / "locked.db"
-    holder = sqlite3.connect(path)
-    holder.execute("CREATE TABLE t (x INTEGER)")
-    holder.commit()
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
-        error = _error_of(f"sqlite:///{path}", "INSERT INTO t VALUES (1)", timeout=0)
-    finally:
-        holder.rollback()
-        holder.close()
+    error = _locked_sqlite_error(tmp_path)
     found = diagnose(error)
     assert found is not None and found.kind == "busy"
     assert "locked by another writer" in found.message
@@ -103,17 +109,7 @@ def test_a_postgresql_error_the_server_sent_stays_an_error(
 def test_a_locked_database_is_a_busy_503_said_once(
     plane: Plane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / "locked.db"
-    holder = sqlite3.connect(path)
-    holder.execute("CREATE TABLE t (x INTEGER)")
-    holder.commit()
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
-        # What a write meets after the plane's 30 s busy timeout, without the 30 s.
-        locked = _error_of(f"sqlite:///{path}", "INSERT INTO t VALUES (1)", timeout=0)
-    finally:
-        holder.rollback()
-        holder.close()
+    locked = _locked_sqlite_error(tmp_path)
 
     def blocked(*_: object) -> None:
         raise locked

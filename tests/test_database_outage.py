@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from brev.server.reconciler import loop, loop_errors
 from brev.server.unhandled import CODE as INTERNAL_ERROR
 from tests.cli_runner import brev, ok, one_line_error
 from tests.conftest import Plane, make_plane, start_server, stop_server
-from tests.postgres import PostgresCluster, postgres_bindir
+from tests.postgres import PostgresCluster, started_cluster
 from tests.seed import add_instances, agent_token
 
 pytestmark = pytest.mark.postgres
@@ -39,15 +38,7 @@ _names = itertools.count()
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PostgresCluster]:
     """Stopping the session's cluster would stop every other PostgreSQL test of this worker."""
-    bindir = postgres_bindir()
-    if bindir is None:
-        message = "PostgreSQL server binaries not found (make test installs them as root)"
-        if os.environ.get("BREV_REQUIRE_SYSTEM_PACKAGES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    cluster = PostgresCluster.start(bindir)
-    yield cluster
-    cluster.stop()
+    yield from started_cluster()
 
 
 def fresh_database(cluster: PostgresCluster) -> str:
