@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
@@ -81,9 +81,6 @@ def _check_finite_and_shallow(container: dict[str, Any] | list[Any], depth: int 
             _check_finite_and_shallow(child, depth + 1)
 
 
-_REPORT_SHAPE = TypeAdapter(ReportShape)
-
-
 def check_shape(body: api.AgentReports) -> None:
     """Every field of a report that the plane reads has the type it reads it as
     (brev.api.report_shape); else 422 naming the field. Run before a report joins a batch
@@ -92,7 +89,7 @@ def check_shape(body: api.AgentReports) -> None:
     for number, item in enumerate(body.reports):
         _check_finite_and_shallow(item.report)
         try:
-            _REPORT_SHAPE.validate_python(item.report)
+            ReportShape.model_validate(item.report)
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
