@@ -23,6 +23,7 @@ from bench.loadgen import (
     seed_fleet,
     stored_twice,
 )
+from brev import api
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.databases import PostgresDatabases
 from tests.moto import MotoServer
@@ -84,10 +85,29 @@ def test_a_thousand_agents_and_twenty_users_on_two_replicas_lose_nothing(
     assert sorted(outcome.deleted) == sorted(outcome.created)
 
     with admin(first) as client:
+
+        def left() -> list[api.Instance]:
+            return [i for i in client.instances() if i.name.startswith("load-")]
+
+        def describe() -> str:
+            # What each leftover is doing, its last events, and what both replicas logged
+            # besides requests: a failure says where it stuck.
+            lines = [f"{len(left())} left"]
+            for instance in left()[:5]:
+                kinds = [e.action for e in client.events(limit=5, instance=instance.name)]
+                lines.append(f"{instance.name} {instance.status} {instance.status_reason} {kinds}")
+            for server in servers:
+                logged = server.log.read_text(errors="replace").splitlines()
+                said = [line for line in logged if '" 200 OK' not in line and " 201 " not in line]
+                lines += [f"--- {server.log.name}, not requests:", *said[-15:]]
+            return "\n".join(lines)
+
         wait_for(
             first,
             "every instance the users made to be deleted",
-            lambda: not [i for i in client.instances() if i.name.startswith("load-")],
+            lambda: not left(),
+            timeout=120.0,
+            describe=describe,
         )
     wait_for(first, "moto to hold no live machine", lambda: not live_ids(moto_server))
 
