@@ -107,16 +107,23 @@ def record_report(
 
 
 def _record_faults(session: Session, instance: Instance, report: dict[str, Any]) -> None:
-    _record_vanished_gpus(session, instance, report)
-    _record_ecc_errors(session, instance, report)
-    _record_xid_errors(session, instance, report)
+    for action, details in fault_events(instance.telemetry, report):
+        events.about_instance(session, instance, action, details)
+
+
+Fault = tuple[str, dict[str, Any]]  # an event's action and details
+
+
+def fault_events(before: dict[str, Any], report: dict[str, Any]) -> list[Fault]:
+    """What a report says went wrong since the one before it (the instance's telemetry)."""
+    return [*_vanished_gpus(before, report), *_ecc_errors(before, report), *_xid_errors(report)]
 
 
 def _mark_alive(
     session: Session, instance: Instance, newest: dict[str, Any], interval_s: float
 ) -> None:
     _pin_host_keys(instance, newest)
-    instance.idle_since = _idle_since(instance, newest)
+    instance.idle_since = idle_since(instance.idle_since, newest)
     instance.last_heartbeat_at = utcnow()
     instance.report_interval_seconds = interval_s
     if instance.status == api.InstanceStatus.STARTING and instance.node_id is None:
@@ -136,19 +143,26 @@ def _pin_host_keys(instance: Instance, report: dict[str, Any]) -> None:
         return
     from brev.ssh.ca import normalized_host_keys
 
-    host = report.get("host")
-    reported = host.get("ssh_host_keys") if isinstance(host, dict) else None
-    keys = normalized_host_keys(reported) if isinstance(reported, list) else []
+    reported = reported_host_keys(report)
+    keys = normalized_host_keys(reported) if reported else []
     if keys:
         instance.host_keys = "\n".join(keys)
+
+
+def reported_host_keys(report: dict[str, Any]) -> list[Any]:
+    """The SSH host keys a report carries, not yet checked."""
+    host = report.get("host")
+    reported = host.get("ssh_host_keys") if isinstance(host, dict) else None
+    return reported if isinstance(reported, list) else []
 
 
 # Autostop counts a GPU as idle under this utilization (percent).
 IDLE_UTILIZATION_PCT = 5.0
 
 
-def _idle_since(instance: Instance, report: dict[str, Any]) -> datetime | None:
-    """When the current idle stretch began; None while the newest report says busy."""
+def idle_since(previous: datetime | None, report: dict[str, Any]) -> datetime | None:
+    """When the current idle stretch began (`previous`, or now); None while the newest report
+    says busy."""
     gpus = report.get("gpus") or []
     host = report.get("host") or {}
     busy_gpu = any(
@@ -158,7 +172,7 @@ def _idle_since(instance: Instance, report: dict[str, Any]) -> datetime | None:
     )
     if busy_gpu or (host.get("ssh_sessions") or 0) > 0:
         return None
-    return instance.idle_since or utcnow()
+    return previous or utcnow()
 
 
 def _gpu_ids(report: dict[str, Any]) -> dict[str, str]:
@@ -172,26 +186,28 @@ def _gpu_ids(report: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _record_vanished_gpus(session: Session, instance: Instance, report: dict[str, Any]) -> None:
+def _vanished_gpus(telemetry: dict[str, Any], report: dict[str, Any]) -> list[Fault]:
     """A GPU in the last report and not in this one fell off the bus or lost its driver."""
-    before, now = _gpu_ids(instance.telemetry), _gpu_ids(report)
-    for uuid in sorted(set(before) - set(now)):
-        events.about_instance(
-            session, instance, "gpu.vanished", {"uuid": uuid, "name": before[uuid]}
-        )
+    before, now = _gpu_ids(telemetry), _gpu_ids(report)
+    return [
+        ("gpu.vanished", {"uuid": uuid, "name": before[uuid]})
+        for uuid in sorted(set(before) - set(now))
+    ]
 
 
-def _record_ecc_errors(session: Session, instance: Instance, report: dict[str, Any]) -> None:
+def _ecc_errors(telemetry: dict[str, Any], report: dict[str, Any]) -> list[Fault]:
     """Uncorrected ECC errors that appeared since the last report: the GPU's memory is failing."""
-    before = _ecc_counts(instance.telemetry)
+    before = _ecc_counts(telemetry)
+    faults: list[Fault] = []
     for uuid, (name, count) in _ecc_counts(report).items():
         previous = before.get(uuid, (name, 0.0))[1]
         if count > previous:
             details = {"uuid": uuid, "name": name, "total": count, "new": count - previous}
-            events.about_instance(session, instance, "gpu.ecc_errors", details)
+            faults.append(("gpu.ecc_errors", details))
+    return faults
 
 
-def _record_xid_errors(session: Session, instance: Instance, report: dict[str, Any]) -> None:
+def _xid_errors(report: dict[str, Any]) -> list[Fault]:
     """A `gpu.xid` event for each XID the driver logged since the agent's previous report. Each
     report is recorded once (a re-sent seq is dropped), so no XID is counted twice."""
     # NVIDIA's names for the XIDs most often seen on data-center GPUs (docs.nvidia.com/deploy/
@@ -219,7 +235,8 @@ def _record_xid_errors(session: Session, instance: Instance, report: dict[str, A
     }
     gpus = report.get("gpus")
     if not isinstance(gpus, list):
-        return
+        return []
+    faults: list[Fault] = []
     for gpu in gpus[:64]:
         errors = gpu.get("xid_errors") if isinstance(gpu, dict) else None
         if not isinstance(errors, list):
@@ -238,7 +255,8 @@ def _record_xid_errors(session: Session, instance: Instance, report: dict[str, A
                 "meaning": meanings.get(xid),
                 "at": at[:40] if isinstance(at, str) else None,
             }
-            events.about_instance(session, instance, "gpu.xid", details)
+            faults.append(("gpu.xid", details))
+    return faults
 
 
 def _ecc_counts(report: dict[str, Any]) -> dict[str, tuple[str, float]]:
