@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -67,7 +68,35 @@ def authenticate(session: Session, secret: str | None, now: datetime | None = No
     return check(token, user, now or utcnow())
 
 
-def check(token: ApiToken, user: User, now: datetime) -> Principal:
+class TokenFields(Protocol):
+    """What checking a token reads of it: an ApiToken, or a row read without the ORM
+    (brev.server.ingest). `last_used_at` is moved here when due."""
+
+    id: str
+    name: str
+    kind: str
+    org_id: str | None
+    instance_id: str | None
+    node_id: str | None
+    scope: str | None
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    max_price_per_hour: float | None
+    max_gpus: int | None
+    max_ttl_seconds: int | None
+
+
+class UserFields(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def disabled_at(self) -> datetime | None: ...
+
+
+def check(token: TokenFields, user: UserFields, now: datetime) -> Principal:
     """The caller a found token stands for; Unauthenticated when it may not act any more."""
     if token.revoked_at is not None:
         raise Unauthenticated(f"token '{token.name}' was revoked")
