@@ -18,16 +18,19 @@ import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import cast
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, load_only, sessionmaker
+from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from brev import api
 from brev.server.auth import Principal, check, hash_secret
 from brev.server.db import outage
-from brev.server.db.models import ApiToken, Instance, Node, User, utcnow
+from brev.server.db.models import ApiToken, Node, User, utcnow
 from brev.server.errors import Forbidden, ServiceError, Unauthenticated
 from brev.server.services import gpu_metrics
+from brev.server.services.routine_reports import RoutineBatch
 
 log = logging.getLogger("brev.server.ingest")
 
@@ -123,52 +126,71 @@ class ReportIngest:
     ) -> list[tuple[_Item, api.AgentReportsAccepted | ServiceError]]:
         answers: list[tuple[_Item, api.AgentReportsAccepted | ServiceError]] = []
         # One flush (an executemany per table) at the commit instead of two per report (and
-        # not one more before the lock's query for the tokens' last use), and the batch's GPU
-        # samples in one INSERT.
+        # not one more before the lock's query for the tokens' last use), the routine
+        # reports' one UPDATE, and the batch's GPU samples in one INSERT.
         with self._sessions() as session, session.begin(), session.no_autoflush:
             agents = _authenticate(session, [item.secret for item in batch])
-            # Held for the batch: the identity map keeps objects only while referenced.
-            loaded = _lock_reporters(session, agents)
+            routine, nodes = _lock_reporters(session, agents)
             with gpu_metrics.deferred(session):
                 for item, agent in zip(batch, agents, strict=True):
-                    answers.append((item, _accept(session, agent, item.body)))
-            del loaded
+                    answers.append((item, _accept(session, agent, item.body, routine)))
+                routine.write(session)
+            del nodes
         return answers
 
 
 # The batch's queries, built once: building one (its IN, its cache key) cost about as much
 # CPU as running it.
+# What checking a token reads (auth.TokenFields, auth.UserFields), as plain rows: building the
+# ORM's two objects per report was a tenth of the writer's CPU.
+_TOKEN_COLUMNS = (
+    *("id", "name", "kind", "org_id", "instance_id", "node_id", "scope"),
+    *("revoked_at", "expires_at", "last_used_at", "max_price_per_hour", "max_gpus"),
+    "max_ttl_seconds",
+)
 _TOKENS = (
-    select(ApiToken, User)
+    select(
+        ApiToken.secret_hash,
+        *(getattr(ApiToken, name) for name in _TOKEN_COLUMNS),
+        User.id.label("user_id"),
+        User.email.label("user_email"),
+        User.disabled_at.label("user_disabled_at"),
+    )
     .join(User, User.id == ApiToken.user_id)
     .where(ApiToken.secret_hash.in_(bindparam("hashes", expanding=True)))
 )
-_LOCK_INSTANCES = (
-    select(Instance)
-    # What a report reads and writes (brev.server.services.agents, events.about_instance): a
-    # third of the columns, and the query's cost was mostly per column. Another one read
-    # would be loaded on first use, in the same transaction.
-    .options(
-        load_only(
-            Instance.org_id,
-            Instance.name,
-            Instance.status,
-            Instance.health,
-            Instance.node_id,
-            Instance.deleted_at,
-            Instance.telemetry,
-            Instance.last_report_seq,
-            Instance.report_interval_seconds,
-            Instance.last_heartbeat_at,
-            Instance.idle_since,
-            Instance.next_check_at,
-            Instance.host_keys,
-        )
-    )
-    .where(Instance.id.in_(bindparam("ids", expanding=True)))
-    .order_by(Instance.id)
-    .with_for_update()
+_table = cast(Table, ApiToken.__table__)
+_MARK_USED = (
+    update(_table).where(_table.c.id == bindparam("token_id")).values(last_used_at=bindparam("at"))
 )
+
+
+@dataclass
+class _Token:
+    """A token's row as auth.check reads it (auth.TokenFields)."""
+
+    id: str
+    name: str
+    kind: str
+    org_id: str | None
+    instance_id: str | None
+    node_id: str | None
+    scope: str | None
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    max_price_per_hour: float | None
+    max_gpus: int | None
+    max_ttl_seconds: int | None
+
+
+@dataclass(frozen=True)
+class _User:
+    id: str
+    email: str
+    disabled_at: datetime | None
+
+
 _LOCK_NODES = (
     select(Node)
     .where(Node.id.in_(bindparam("ids", expanding=True)))
@@ -183,7 +205,10 @@ def _fail(item: _Item, error: BaseException | None) -> None:
 
 
 def _accept(
-    session: Session, agent: Principal | ServiceError, body: api.AgentReports
+    session: Session,
+    agent: Principal | ServiceError,
+    body: api.AgentReports,
+    routine: RoutineBatch,
 ) -> api.AgentReportsAccepted | ServiceError:
     from brev.server.services import agents, node_reports
 
@@ -194,36 +219,46 @@ def _accept(
             # Its queries filter on instances' statuses: let them see this batch's changes.
             session.flush()
             return node_reports.accept(session, agent, body)
-        return agents.accept_reports(session, agent, body)
+        assert agent.token_instance_id is not None  # _authenticate's: scoped to one or other
+        answer = routine.accept(session, agent.token_instance_id, body)
+        return answer if answer is not None else agents.accept_reports(session, agent, body)
     except ServiceError as error:
         # Raised before the service wrote anything (a deleted instance, a removed node).
         return error
 
 
-def _lock_reporters(session: Session, agents: list[Principal | ServiceError]) -> list[object]:
+def _lock_reporters(
+    session: Session, agents: list[Principal | ServiceError]
+) -> tuple[RoutineBatch, list[Node]]:
     """The batch's instances and nodes, one query each, so that each report's lookup is a
     dictionary's; locked until the commit (FOR UPDATE on PostgreSQL, in id order so that two
     batches never wait for each other in a cycle; SQLite has one writer). A report that
     reaches two replicas at once (an agent's re-send through the other while the first still
     writes it) is then read by the second only after the first committed, and dropped as
-    seen: without the lock both wrote it, its samples and events twice."""
+    seen: without the lock both wrote it, its samples and events twice. The nodes are held
+    for the batch: the identity map keeps objects only while referenced."""
     principals = [a for a in agents if isinstance(a, Principal)]
-    instance_ids = sorted({a.token_instance_id for a in principals if a.token_instance_id})
+    instance_ids = [a.token_instance_id for a in principals if a.token_instance_id]
     node_ids = sorted({a.token_node_id for a in principals if a.token_node_id})
-    rows: list[object] = []
-    if instance_ids:
-        rows += session.scalars(_LOCK_INSTANCES, {"ids": instance_ids})
-    if node_ids:
-        rows += session.scalars(_LOCK_NODES, {"ids": node_ids})
-    return rows
+    routine = RoutineBatch.lock(session, instance_ids)
+    nodes = list(session.scalars(_LOCK_NODES, {"ids": node_ids})) if node_ids else []
+    return routine, nodes
 
 
 def _authenticate(session: Session, secrets: list[str | None]) -> list[Principal | ServiceError]:
-    """brev.server.auth.authenticate for a whole batch, in one query; agent tokens only."""
+    """brev.server.auth.authenticate for a whole batch, in one query; agent tokens only. The
+    tokens whose last use is due to move (once a minute) move in one UPDATE."""
     hashes = {s: hash_secret(s) for s in secrets if s}
     rows = session.execute(_TOKENS, {"hashes": sorted(set(hashes.values()))}).all()
-    by_hash = {token.secret_hash: (token, user) for token, user in rows}
+    by_hash = {
+        row.secret_hash: (
+            _Token(*(getattr(row, name) for name in _TOKEN_COLUMNS)),
+            _User(row.user_id, row.user_email, row.user_disabled_at),
+        )
+        for row in rows
+    }
     now = utcnow()
+    used: dict[str, datetime] = {}
     result: list[Principal | ServiceError] = []
     for secret in secrets:
         found = by_hash.get(hashes[secret]) if secret else None
@@ -238,9 +273,15 @@ def _authenticate(session: Session, secrets: list[str | None]) -> list[Principal
             except Unauthenticated as error:
                 result.append(error)
                 continue
+            if token.last_used_at == now:
+                used[token.id] = now
             scoped = agent.token_instance_id or agent.token_node_id
             if agent.token_kind != "agent" or not scoped:  # noqa: S105 (a kind, not a secret)
                 result.append(Forbidden("only the agent token of an instance or node may report"))
             else:
                 result.append(agent)
+    if used:
+        session.connection().execute(
+            _MARK_USED, [{"token_id": key, "at": at} for key, at in used.items()]
+        )
     return result
