@@ -4,7 +4,7 @@ never reported after its install was abandoned is forgotten."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,8 +17,19 @@ from brev.server.services import events, nodes
 MISSED_REPORTS = 3
 
 
+# Silent instances locked per statement: under SQLite's limit on bound parameters.
+LOCKED_AT_ONCE = 500
+
+
 def mark_silent_instances(sessions: sessionmaker[Session]) -> int:
-    """Mark healthy instances whose agent fell silent unhealthy; how many were marked."""
+    """Mark healthy instances whose agent fell silent unhealthy; how many were marked.
+
+    Every replica runs this each pass, and 1,000 agents fall silent together when a fleet's
+    network goes: the silent rows are locked in one statement, in id order, skipping those
+    another transaction holds (the other replica marking them, or a report being stored,
+    which makes them alive). Row by row, in the order a scan happened to give, one replica's
+    pass waited for the other's whole transaction (its heartbeat and its claims with it), and
+    two could deadlock."""
     now = utcnow()
     marked = 0
     with transaction(sessions) as session:
@@ -33,22 +44,30 @@ def mark_silent_instances(sessions: sessionmaker[Session]) -> int:
                 Instance.report_interval_seconds.is_not(None),
             )
         ).all()
+        silent: dict[str, datetime] = {}
         for instance_id, last_heartbeat_at, interval_s in reporting:
             assert last_heartbeat_at is not None and interval_s is not None  # the query's where
-            silence = now - last_heartbeat_at
-            if silence <= timedelta(seconds=MISSED_REPORTS * interval_s):
-                continue
-            instance = session.get(Instance, instance_id, with_for_update=True)
-            if (
-                instance is None
-                or instance.health != Health.HEALTHY
-                or instance.last_heartbeat_at != last_heartbeat_at
-            ):
-                continue  # a report arrived meanwhile
-            instance.health = Health.UNHEALTHY
-            reason = f"no agent report for {silence.total_seconds():.0f} s"
-            events.about_instance(session, instance, "instance.unhealthy", {"reason": reason})
-            marked += 1
+            if now - last_heartbeat_at > timedelta(seconds=MISSED_REPORTS * interval_s):
+                silent[instance_id] = last_heartbeat_at
+        ids = sorted(silent)
+        for start in range(0, len(ids), LOCKED_AT_ONCE):
+            locked = session.scalars(
+                select(Instance)
+                .where(
+                    Instance.id.in_(ids[start : start + LOCKED_AT_ONCE]),
+                    Instance.health == Health.HEALTHY,
+                )
+                .order_by(Instance.id)
+                .with_for_update(skip_locked=True)
+            )
+            for instance in locked:
+                heard_at = silent[instance.id]
+                if instance.last_heartbeat_at != heard_at:
+                    continue  # a report arrived meanwhile
+                instance.health = Health.UNHEALTHY
+                reason = f"no agent report for {(now - heard_at).total_seconds():.0f} s"
+                events.about_instance(session, instance, "instance.unhealthy", {"reason": reason})
+                marked += 1
     return marked
 
 

@@ -206,11 +206,19 @@ class Reconciler:
                 boot = first_boot.script(session, row, self._secrets, self._public_url)
             snapshot = Snapshot.of(row, org_name, self.plane_id, boot)
 
+        stepped_for = snapshot.desired  # what the user wants, as this step knows it
+
         def write(change: Change) -> None:
+            nonlocal stepped_for
             with transaction(self._sessions) as session:
-                row = session.get_one(Instance, instance_id)
+                # Locked as it is read: a request's delete that commits meanwhile is seen here,
+                # not overwritten by this write's UPDATE (READ COMMITTED would let it land).
+                row = session.get_one(Instance, instance_id, with_for_update=True)
                 claims.renew(row, self.owner, self._lease)
-                for key, value in change.values.items():
+                values = change.columns_for(stepped_for, S(row.desired_status))
+                if "desired_status" in values:  # the step's own (a start that failed)
+                    stepped_for = S(values["desired_status"])
+                for key, value in values.items():
                     setattr(row, key, value)
                 row.updated_at = utcnow()
                 for action, details in change.events:

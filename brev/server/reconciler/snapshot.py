@@ -96,6 +96,19 @@ class Change:
     values: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
+    def columns_for(self, stepped_for: S, desired_now: S) -> dict[str, Any]:
+        """What to write, by a step that read `stepped_for`, to a row whose user now wants
+        `desired_now`. Wanted otherwise meanwhile (a delete while the provider answered, a
+        stop, a start, an autostop, a TTL): what the step found and did stands (its status,
+        its machine), but not its next check nor a desired status of its own, both decided
+        for a wish that is no longer the user's: the row is due at once instead. Written as
+        they were, a `running` step's check a minute away put off a delete for that minute,
+        and a start that found no capacity turned a delete into a stop for good."""
+        if desired_now == stepped_for:
+            return self.values
+        kept = {key: value for key, value in self.values.items() if key != "desired_status"}
+        return {**kept, "next_check_at": None}
+
 
 class Recorder:
     """How a step writes: `record` commits one Change to the instance's row at once."""

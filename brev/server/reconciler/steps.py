@@ -320,6 +320,9 @@ def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Tim
             return
         out.record("instance.deleted", {}, status=S.DELETED, deleted_at=utcnow(), ssh_host=None)
         return
+    # An answer ends a run of transient failures, as in converge: the next error's back-off
+    # starts afresh rather than from where the throttled terminates before it left it.
+    settled: dict[str, Any] = {"transient_failures": 0} if snap.transient_failures else {}
     try:
         provider = provider_for(ref.provider)
         if snap.provider_operation is not None and _still_creating(snap, ref, provider):
@@ -335,6 +338,7 @@ def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Tim
                 status=S.DELETING,
                 provider_operation=None,
                 next_check_at=utcnow() + timing.poll,
+                **settled,
             )
             return
         machine = describe_if_there(provider, ref)
@@ -348,7 +352,7 @@ def delete(snap: Snapshot, provider_for: ProviderFor, out: Recorder, timing: Tim
             )
         else:
             terminate_if_there(provider, ref)  # a stopped machine needs it again on some clouds
-            out.record(next_check_at=utcnow() + timing.poll)
+            out.record(next_check_at=utcnow() + timing.poll, **settled)
     except ProviderError as error:
         # Whatever the error, a machine that may exist is tried again, never forgotten: a
         # failure a person must fix (credentials) is said on the instance, retried slowly.
