@@ -159,6 +159,14 @@ def moto_server() -> Iterator[MotoServer]:
     server.stop()
 
 
+@pytest.fixture
+def aws_org(plane: Plane, admin: BrevClient, moto_server: MotoServer) -> BrevClient:
+    """The admin, in an org whose AWS is a freshly reset moto."""
+    moto_server.reset()
+    admin.add_provider("aws", moto_server.config())
+    return admin
+
+
 # -- a real `brev server` process ---------------------------------------------------------
 
 

@@ -13,8 +13,12 @@ from typing import Any
 
 import httpx
 
+from brev import api
 from brev.providers.aws import AwsProvider
 from tests.postgres import free_port
+
+# What most tests create on moto: the catalog's 8-GPU A100 machine in moto's region.
+A100 = api.InstanceCreate(gpu="a100:8", providers=["aws"], region="us-east-1")
 
 MOTO_SERVER = str(Path(sys.executable).parent / "moto_server")
 

@@ -13,17 +13,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from brev import api
 from brev.client import BrevClient
 from brev.server.db.engine import make_engine, make_sessionmaker, transaction
 from brev.server.db.models import Instance, utcnow
 from brev.server.reconciler.boot import sshd_answers
 from tests.conftest import Plane, make_plane
-from tests.moto import MotoServer, live_machines
+from tests.moto import A100, MotoServer, live_machines
 from tests.seed import agent_token
 from tests.sshbox import make_box
-
-A100 = api.InstanceCreate(gpu="a100:8", providers=["aws"], region="us-east-1")
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from brev.client import BrevClient, Conflict, Forbidden
 from brev.server.services import catalog_refresh
 from tests.conftest import BREV, LiveServer, Plane
 from tests.gcp_fake import FakeCompute, _HttpError
-from tests.moto import MotoServer, ec2_error
+from tests.moto import ec2_error
 
 MOTO_SPOT = 0.00001  # what moto answers for every spot price
 P4D_ZONES = ["use1-az1", "use1-az2", "use1-az4", "use1-az6"]  # moto's p4d.24xlarge in us-east-1
@@ -41,13 +41,6 @@ def _shipped_catalog_after() -> Iterator[None]:
     """The plane points the process's catalog at its home: point it back for later tests."""
     yield
     use_overlay(None)
-
-
-@pytest.fixture
-def aws_org(plane: Plane, admin: BrevClient, moto_server: MotoServer) -> BrevClient:
-    moto_server.reset()
-    admin.add_provider("aws", moto_server.config())
-    return admin
 
 
 def _shipped(provider: str, instance_type: str, region: str) -> Any:

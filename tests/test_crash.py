@@ -24,7 +24,7 @@ from brev.server.reconciler.loop import Reconciler
 from brev.server.secrets import Secrets
 from tests.cli_runner import brev, ok
 from tests.conftest import LiveServer
-from tests.moto import MotoServer
+from tests.moto import A100, MotoServer
 from tests.real_plane import (
     CLI_TIMEOUT_SECONDS,
     LEASE_SECONDS,
@@ -45,7 +45,6 @@ from tests.real_plane import (
 
 pytestmark = pytest.mark.slow
 
-A100 = api.InstanceCreate(gpu="a100:8", providers=["aws"], region="us-east-1")
 KILLED = -signal.SIGKILL
 
 

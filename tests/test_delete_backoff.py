@@ -7,26 +7,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
-from brev import api
 from brev.client import BrevClient
 from brev.server.db.engine import make_engine
 from brev.server.db.models import Instance, utcnow
 from tests.conftest import Plane
-from tests.moto import MotoServer, live_machines
+from tests.moto import A100, MotoServer, live_machines
 from tests.test_lifecycle import _due_now
 from tests.test_provider_errors import _fail
-
-A100 = api.InstanceCreate(gpu="a100:8", providers=["aws"], region="us-east-1")
-
-
-@pytest.fixture
-def aws_org(plane: Plane, admin: BrevClient, moto_server: MotoServer) -> BrevClient:
-    moto_server.reset()
-    admin.add_provider("aws", moto_server.config())
-    return admin
 
 
 def _wait_of(plane: Plane, name: str) -> timedelta:

@@ -27,13 +27,6 @@ from tests.test_scheduler import FakeNode, gpu, register, report
 T4 = api.InstanceCreate(gpu="t4", providers=["aws"], region="us-east-1")
 
 
-@pytest.fixture
-def aws_org(plane: Plane, admin: BrevClient, moto_server: MotoServer) -> BrevClient:
-    moto_server.reset()
-    admin.add_provider("aws", moto_server.config())
-    return admin
-
-
 def _rows(plane: Plane) -> list[Instance]:
     engine = make_engine(plane.settings.database_url)
     try:

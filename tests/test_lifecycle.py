@@ -19,16 +19,7 @@ from brev.providers.base import TAG_INSTANCE_ID, TAG_MANAGED, TAG_PLANE
 from brev.server.db.engine import make_engine, make_sessionmaker, transaction
 from brev.server.db.models import Instance
 from tests.conftest import Plane
-from tests.moto import MotoServer, ec2_error, live_machines
-
-A100 = api.InstanceCreate(gpu="a100:8", providers=["aws"], region="us-east-1")
-
-
-@pytest.fixture
-def aws_org(plane: Plane, admin: BrevClient, moto_server: MotoServer) -> BrevClient:
-    moto_server.reset()
-    admin.add_provider("aws", moto_server.config())
-    return admin
+from tests.moto import A100, MotoServer, ec2_error, live_machines
 
 
 def _fail_run_instances(plane: Plane, org_id: str, code: str, times: int) -> Callable[..., Any]:

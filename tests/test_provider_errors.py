@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from brev import api
 from brev.client import BrevClient
 from brev.providers.aws import AwsProvider, translate
 from brev.providers.base import (
@@ -26,10 +25,8 @@ from brev.providers.base import (
     disposition,
 )
 from tests.conftest import Plane
-from tests.moto import MotoServer, ec2_error, live_machines
+from tests.moto import A100, MotoServer, ec2_error, live_machines
 from tests.test_lifecycle import _due_now, _org_id
-
-A100 = api.InstanceCreate(gpu="a100:8", providers=["aws"], region="us-east-1")
 
 
 @pytest.mark.parametrize(
@@ -70,13 +67,6 @@ def test_unknown_aws_codes_are_classified_not_left_untyped(
     translated = translate(raised.value)
     assert type(translated) is kind, translated
     assert translated.code == code and code in translated.message
-
-
-@pytest.fixture
-def aws_org(plane: Plane, admin: BrevClient, moto_server: MotoServer) -> BrevClient:
-    moto_server.reset()
-    admin.add_provider("aws", moto_server.config())
-    return admin
 
 
 def _fail(

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from brev import api
 from brev.client import BrevClient
 from brev.providers.base import TAG_INSTANCE_ID
 from brev.server.db.engine import make_engine, make_sessionmaker, transaction
@@ -23,11 +22,10 @@ from brev.server.db.models import Instance, Replica, utcnow
 from brev.server.reconciler import claims, replicas
 from tests.conftest import LiveServer, Plane, start_server
 from tests.databases import PostgresDatabases
-from tests.moto import MotoServer, live_machines
+from tests.moto import A100, MotoServer, live_machines
 from tests.real_plane import FAST_RECONCILER, admin, stop_plane, wait_for, wait_until_dead
 
 LEASE = timedelta(minutes=2)
-A100 = api.InstanceCreate(gpu="a100:8", providers=["aws"], region="us-east-1")
 
 
 def _pending(plane: Plane, moto: MotoServer, count: int) -> list[str]:

@@ -27,13 +27,6 @@ T4 = api.InstanceCreate(gpu="t4", providers=["aws"], region="us-east-1")
 
 
 @pytest.fixture
-def aws_org(plane: Plane, admin: BrevClient, moto_server: MotoServer) -> BrevClient:
-    moto_server.reset()
-    admin.add_provider("aws", moto_server.config())
-    return admin
-
-
-@pytest.fixture
 def ci_secret(aws_org: BrevClient) -> str:
     """A run-scoped token of the admin, with every limit."""
     return _run_token(aws_org).secret

@@ -18,22 +18,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, text, update
 
-from brev import api
 from brev.client import BrevClient
 from brev.providers.aws import AwsProvider
 from brev.server.db.engine import make_engine, make_sessionmaker
 from brev.server.db.models import Instance, utcnow
 from tests.conftest import Plane
-from tests.moto import MotoServer, ec2_error, live_machines
-
-A100 = api.InstanceCreate(gpu="a100:8", providers=["aws"], region="us-east-1")
-
-
-@pytest.fixture
-def aws_org(plane: Plane, admin: BrevClient, moto_server: MotoServer) -> BrevClient:
-    moto_server.reset()
-    admin.add_provider("aws", moto_server.config())
-    return admin
+from tests.moto import A100, MotoServer, ec2_error, live_machines
 
 
 def _during(plane: Plane, client: BrevClient, operation: str, act: Callable[..., Any]) -> None:
