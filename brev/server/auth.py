@@ -6,7 +6,6 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -68,9 +67,10 @@ def authenticate(session: Session, secret: str | None, now: datetime | None = No
     return check(token, user, now or utcnow())
 
 
-class TokenFields(Protocol):
-    """What checking a token reads of it: an ApiToken, or a row read without the ORM
-    (brev.server.ingest). `last_used_at` is moved here when due."""
+@dataclass
+class TokenRow:
+    """A token as check() reads it, from a row read without the ORM (brev.server.ingest);
+    `last_used_at` is moved here when due."""
 
     id: str
     name: str
@@ -87,16 +87,14 @@ class TokenFields(Protocol):
     max_ttl_seconds: int | None
 
 
-class UserFields(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def email(self) -> str: ...
-    @property
-    def disabled_at(self) -> datetime | None: ...
+@dataclass(frozen=True)
+class UserRow:
+    id: str
+    email: str
+    disabled_at: datetime | None
 
 
-def check(token: TokenFields, user: UserFields, now: datetime) -> Principal:
+def check(token: ApiToken | TokenRow, user: User | UserRow, now: datetime) -> Principal:
     """The caller a found token stands for; Unauthenticated when it may not act any more."""
     if token.revoked_at is not None:
         raise Unauthenticated(f"token '{token.name}' was revoked")

@@ -17,7 +17,7 @@ import queue
 import sys
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import cast
 
@@ -25,7 +25,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from brev import api
-from brev.server.auth import Principal, check, hash_secret
+from brev.server.auth import Principal, TokenRow, UserRow, check, hash_secret
 from brev.server.db import outage
 from brev.server.db.models import ApiToken, Node, User, utcnow
 from brev.server.errors import Forbidden, ServiceError, Unauthenticated
@@ -141,13 +141,9 @@ class ReportIngest:
 
 # The batch's queries, built once: building one (its IN, its cache key) cost about as much
 # CPU as running it.
-# What checking a token reads (auth.TokenFields, auth.UserFields), as plain rows: building the
+# What checking a token reads (auth.TokenRow, auth.UserRow), as plain rows: building the
 # ORM's two objects per report was a tenth of the writer's CPU.
-_TOKEN_COLUMNS = (
-    *("id", "name", "kind", "org_id", "instance_id", "node_id", "scope"),
-    *("revoked_at", "expires_at", "last_used_at", "max_price_per_hour", "max_gpus"),
-    "max_ttl_seconds",
-)
+_TOKEN_COLUMNS = tuple(column.name for column in fields(TokenRow))
 _TOKENS = (
     select(
         ApiToken.secret_hash,
@@ -163,34 +159,6 @@ _table = cast(Table, ApiToken.__table__)
 _MARK_USED = (
     update(_table).where(_table.c.id == bindparam("token_id")).values(last_used_at=bindparam("at"))
 )
-
-
-@dataclass
-class _Token:
-    """A token's row as auth.check reads it (auth.TokenFields)."""
-
-    id: str
-    name: str
-    kind: str
-    org_id: str | None
-    instance_id: str | None
-    node_id: str | None
-    scope: str | None
-    revoked_at: datetime | None
-    expires_at: datetime | None
-    last_used_at: datetime | None
-    max_price_per_hour: float | None
-    max_gpus: int | None
-    max_ttl_seconds: int | None
-
-
-@dataclass(frozen=True)
-class _User:
-    id: str
-    email: str
-    disabled_at: datetime | None
-
-
 _LOCK_NODES = (
     select(Node)
     .where(Node.id.in_(bindparam("ids", expanding=True)))
@@ -252,8 +220,8 @@ def _authenticate(session: Session, secrets: list[str | None]) -> list[Principal
     rows = session.execute(_TOKENS, {"hashes": sorted(set(hashes.values()))}).all()
     by_hash = {
         row.secret_hash: (
-            _Token(*(getattr(row, name) for name in _TOKEN_COLUMNS)),
-            _User(row.user_id, row.user_email, row.user_disabled_at),
+            TokenRow(*(getattr(row, name) for name in _TOKEN_COLUMNS)),
+            UserRow(row.user_id, row.user_email, row.user_disabled_at),
         )
         for row in rows
     }
