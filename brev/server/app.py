@@ -20,7 +20,7 @@ from brev.server.body_limit import BodyLimit
 from brev.server.db import outage
 from brev.server.db.engine import make_engine, make_sessionmaker
 from brev.server.errors import InvalidInput, ServiceError, TokenLimit
-from brev.server.ingest import ReportIngest
+from brev.server.ingest import WRITERS, ReportIngest
 from brev.server.metrics import Metrics, MetricsMiddleware
 from brev.server.nul_guard import refuse_nul_characters
 from brev.server.openapi_errors import EVERY_ROUTE
@@ -73,7 +73,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.sessions = make_sessionmaker(engine)
     app.state.metrics = Metrics(app.state.sessions)
     app.state.secrets = Secrets.for_home(settings.home)
-    app.state.ingest = ReportIngest(app.state.sessions)
+    app.state.ingest = ReportIngest(app.state.sessions, WRITERS.get(engine.dialect.name, 1))
     use_overlay(settings.home / "catalog")  # offers refreshed by `brev catalog refresh`
     app.state.reconciler = Reconciler(
         app.state.sessions,
