@@ -1,11 +1,12 @@
-"""Agents' reports, written in batches: one writer thread, one transaction per batch.
+"""Agents' reports, written in batches: a writer thread or two (WRITERS), a transaction a batch.
 
 A thousand agents reporting every few seconds make the report endpoint the plane's busiest.
 Written one request per transaction, each report pays for its own token lookup, its own
 commit (on SQLite a WAL sync) and three thread-pool hops of the framework. Here the endpoint is
 async and only queues the report; a writer takes everything queued, authenticates the whole
-batch in one query, locks its instances and nodes, applies each report as before
-(brev.server.services.agents and node_reports), commits once, and then answers every request
+batch in one query, locks its instances and nodes, applies each report (a routine one joins
+the batch's one UPDATE, brev.server.services.routine_reports; any other goes through
+brev.server.services.agents or node_reports), commits once, and then answers every request
 of the batch. A request is answered only after the commit that holds its report (group
 commit), so an agent that was told "accepted" never loses that report, exactly as before.
 """
