@@ -34,7 +34,8 @@ def _token(plane: Plane, name: str) -> str:
 
 def _report(plane: Plane, token: str, seq: int) -> int:
     body = {"reports": [{"seq": seq, "report": {"gpus": []}}]}
-    return plane.http(token).post("/api/v1/agent/reports", json=body).status_code
+    status: int = plane.http(token).post("/api/v1/agent/reports", json=body).status_code
+    return status
 
 
 def test_a_batch_waiting_on_a_locked_row_does_not_hold_up_other_agents(plane: Plane) -> None:
