@@ -26,26 +26,26 @@ from brev.server.db.models import Instance, utcnow
 from brev.server.services import gpu_metrics, report_seq
 from brev.server.services.agents import fault_events, idle_since, reported_host_keys
 
+_table = cast(Table, Instance.__table__)
 # What deciding and writing a routine report reads of its instance, locked until the commit
 # (FOR UPDATE on PostgreSQL, in id order so that two batches never wait on each other in a
-# cycle; see brev.server.ingest).
+# cycle; see brev.server.ingest). Core on the table's columns: see brev.server.ingest.
 _ROWS = (
     select(
-        Instance.id,
-        Instance.status,
-        Instance.health,
-        Instance.node_id,
-        Instance.deleted_at,
-        Instance.telemetry,
-        Instance.last_report_seq,
-        Instance.idle_since,
-        Instance.host_keys,
+        _table.c.id,
+        _table.c.status,
+        _table.c.health,
+        _table.c.node_id,
+        _table.c.deleted_at,
+        _table.c.telemetry,
+        _table.c.last_report_seq,
+        _table.c.idle_since,
+        _table.c.host_keys,
     )
-    .where(Instance.id.in_(bindparam("ids", expanding=True)))
-    .order_by(Instance.id)
+    .where(_table.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_table.c.id)
     .with_for_update()
 )
-_table = cast(Table, Instance.__table__)
 _WRITE = (
     update(_table)
     .where(_table.c.id == bindparam("row_id"))
@@ -71,7 +71,8 @@ class RoutineBatch:
     def lock(cls, session: Session, instance_ids: Sequence[str]) -> RoutineBatch:
         """The rows of the batch's instances (each once), locked until the commit."""
         unique = sorted(set(instance_ids))
-        rows = {row.id: row for row in session.execute(_ROWS, {"ids": unique})} if unique else {}
+        found = session.connection().execute(_ROWS, {"ids": unique}) if unique else []
+        rows = {row.id: row for row in found}
         repeated = {key for key, count in Counter(instance_ids).items() if count > 1}
         return cls(rows, repeated)
 
