@@ -4,6 +4,7 @@ full path do."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -138,9 +139,11 @@ def test_one_instance_twice_in_a_batch_is_stored_once_per_seq(plane: Plane) -> N
     _post(plane, a, 1, _report(1))
     _post(plane, b, 1, _report(1))
 
+    loop = asyncio.new_event_loop()  # the items' answers go nowhere: _commit is called alone
+
     def item(token: str, seq: int) -> _Item:
         body = api.AgentReports(reports=[api.AgentReportIn(seq=seq, report=_report(seq))])
-        return _Item(token, body)
+        return _Item(token, body, loop, loop.create_future())
 
     engine = make_engine(plane.settings.database_url)
     try:
@@ -150,6 +153,7 @@ def test_one_instance_twice_in_a_batch_is_stored_once_per_seq(plane: Plane) -> N
         answers = [answer for _, answer in ingest._commit(batch)]
     finally:
         engine.dispose()
+        loop.close()
     accepted = [x for x in answers if isinstance(x, api.AgentReportsAccepted)]
     assert [(x.accepted, x.last_seq) for x in accepted] == [(1, 2), (1, 2), (1, 3), (0, 3)]
     assert _row(plane, "gpu-a").last_report_seq == 3

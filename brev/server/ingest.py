@@ -13,12 +13,12 @@ commit), so an agent that was told "accepted" never loses that report, exactly a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
-import sys
 import threading
-from concurrent.futures import Future
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import cast
 
@@ -44,7 +44,11 @@ MAX_BATCH = 256
 class _Item:
     secret: str | None
     body: api.AgentReports
-    done: Future[api.AgentReportsAccepted] = field(default_factory=Future)
+    loop: asyncio.AbstractEventLoop
+    done: asyncio.Future[api.AgentReportsAccepted]
+
+
+Answer = api.AgentReportsAccepted | BaseException
 
 
 # Writer threads. SQLite takes one writer at a time, so a second would only wait for the
@@ -64,14 +68,14 @@ class ReportIngest:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
-    def submit(
-        self, secret: str | None, body: api.AgentReports
-    ) -> Future[api.AgentReportsAccepted]:
-        """Queue one request's reports; the future holds its answer or its ServiceError."""
+    async def submit(self, secret: str | None, body: api.AgentReports) -> api.AgentReportsAccepted:
+        """One request's reports, queued for a writer; its answer, or its ServiceError, once
+        the batch that holds them is committed."""
         self._start()
-        item = _Item(secret, body)
+        loop = asyncio.get_running_loop()
+        item = _Item(secret, body, loop, loop.create_future())
         self._queue.put(item)
-        return item.done
+        return await item.done
 
     def stop(self) -> None:
         with self._lock:
@@ -109,37 +113,28 @@ class ReportIngest:
             self._write(batch)
 
     def _write(self, batch: list[_Item]) -> None:
+        _answer(self._answers(batch))
+
+    def _answers(self, batch: list[_Item]) -> list[tuple[_Item, Answer]]:
         try:
-            answers = self._commit(batch)
+            return self._commit(batch)
         except Exception as error:
             if outage.diagnose(error) is not None:
                 # Each request answers 503, and the outage is logged once there: not here too,
                 # with a traceback, for every batch while it lasts.
-                for item in batch:
-                    _fail(item, error)
-                return
+                return [(item, error) for item in batch]
             if len(batch) == 1:
                 log.exception("writing a report request failed")
-                _fail(batch[0], sys.exc_info()[1])
-                return
+                return [(batch[0], error)]
             # One request broke the batch's transaction: write each alone, so that only that
             # one fails (never expected: shapes are checked before queueing; a bug's net).
             log.exception(
                 "a batch of %d report requests failed; writing them one by one", len(batch)
             )
-            for item in batch:
-                self._write([item])
-            return
-        for item, answer in answers:
-            if isinstance(answer, ServiceError):
-                item.done.set_exception(answer)
-            else:
-                item.done.set_result(answer)
+            return [answer for item in batch for answer in self._answers([item])]
 
-    def _commit(
-        self, batch: list[_Item]
-    ) -> list[tuple[_Item, api.AgentReportsAccepted | ServiceError]]:
-        answers: list[tuple[_Item, api.AgentReportsAccepted | ServiceError]] = []
+    def _commit(self, batch: list[_Item]) -> list[tuple[_Item, Answer]]:
+        answers: list[tuple[_Item, Answer]] = []
         # One flush (an executemany per table) at the commit instead of two per report (and
         # not one more before the lock's query for the tokens' last use), the routine
         # reports' one UPDATE, and the batch's GPU samples in one INSERT.
@@ -188,9 +183,27 @@ _LOCK_NODES = (
 )
 
 
-def _fail(item: _Item, error: BaseException | None) -> None:
-    if not item.done.done():
-        item.done.set_exception(error or RuntimeError("report not written"))
+def _answer(answers: list[tuple[_Item, Answer]]) -> None:
+    """Hand a batch's answers to the event loops that wait for them: one wake-up of each loop
+    a batch, not one a request (each wake-up is a write to the loop's self-pipe; one a request
+    was a tenth of the writer's CPU)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Item, Answer]]] = {}
+    for item, answer in answers:
+        by_loop.setdefault(item.loop, []).append((item, answer))
+    for loop, settled in by_loop.items():
+        # A closed loop: no one waits for these answers any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(answers: list[tuple[_Item, Answer]]) -> None:
+    for item, answer in answers:
+        if item.done.done():  # the request was cancelled (its client went away)
+            continue
+        if isinstance(answer, BaseException):
+            item.done.set_exception(answer)
+        else:
+            item.done.set_result(answer)
 
 
 def _accept(

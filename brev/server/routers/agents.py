@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -22,7 +21,7 @@ async def post_reports(request: Request, body: api.AgentReports) -> api.AgentRep
     batches with other agents' (brev.server.ingest)."""
     agents.check_shape(body)
     ingest: ReportIngest = request.app.state.ingest
-    return await asyncio.wrap_future(ingest.submit(bearer(request), body))
+    return await ingest.submit(bearer(request), body)
 
 
 @router.get("/agent/assignments", responses=errors(410))
