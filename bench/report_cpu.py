@@ -1,12 +1,13 @@
 """CPU per agent report, in one process: the plane's app beside the bare endpoint's.
 
-    .venv/bin/python bench/report_cpu.py [--reports N] [--concurrency C ...]
+    .venv/bin/python bench/report_cpu.py [--reports N] [--concurrency C ...] [--postgres]
 
 bench/heartbeats.py says how many reports a second a server takes; this says where the CPU of
 one report goes, without HTTP, sockets or a client competing for the cores. Both apps are
 called straight through ASGI from this process with the same 8-GPU report: the bare app of
 bench/heartbeats.py (the speed of light), and `create_app` on a fresh SQLite database with 50
-seeded agents and its lifespan running (so the report writer runs, in its own thread).
+seeded agents and its lifespan running (so the report writer runs, in its own thread); with
+--postgres, on a throwaway PostgreSQL cluster (bench/pgcluster.py) with its two writers instead.
 
 For each concurrency (how many requests are in flight at once, so how large the writer's
 batches can grow) it prints CPU ms per report: the event-loop thread (routing, middlewares,
@@ -22,15 +23,17 @@ import os
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # mypy roots modules at the repository; see bench/harness.py
-    from bench import heartbeats, loadgen
+    from bench import heartbeats, loadgen, pgcluster
 else:
     import heartbeats
     import loadgen
+    import pgcluster
 
 Asgi = Callable[
     [
@@ -145,8 +148,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reports", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 20, 50])
+    parser.add_argument("--postgres", action="store_true", help="the plane on PostgreSQL")
     arguments = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="brev-report-cpu-") as directory:
+    with tempfile.TemporaryDirectory(prefix="brev-report-cpu-") as directory, ExitStack() as stack:
         home = Path(directory)
         os.environ["BREV_HOME"] = str(home)
         os.environ["BREV_RECONCILE"] = "0"
@@ -154,6 +158,11 @@ def main() -> None:
             from cryptography.fernet import Fernet
 
             os.environ["BREV_SECRET_KEY"] = Fernet.generate_key().decode()
+        if arguments.postgres:
+            bindir = pgcluster.postgres_bindir()
+            if bindir is None:
+                raise SystemExit("--postgres: no PostgreSQL server binaries (initdb) found")
+            os.environ["BREV_DATABASE_URL"] = stack.enter_context(pgcluster.postgres(bindir))
         asyncio.run(measure(home, arguments.reports, arguments.concurrency))
 
 
