@@ -39,15 +39,15 @@ def record(session: Session, instance_id: str, report: dict[str, Any]) -> int:
     report itself was accepted, and a missing figure must not cost the others."""
     at = _collected_at(report)
     rows = [
-        {
-            "instance_id": instance_id,
-            "gpu_index": gpu["index"],
-            "at": at,
-            "utilization_pct": _number(gpu.get("utilization_gpu_pct")),
-            "memory_used_mib": _number(gpu.get("memory_used_mib")),
-            "power_w": _number(gpu.get("power_draw_w")),
-            "temperature_c": _number(gpu.get("temperature_c")),
-        }
+        (
+            instance_id,
+            gpu["index"],
+            at,
+            _number(gpu.get("utilization_gpu_pct")),
+            _number(gpu.get("memory_used_mib")),
+            _number(gpu.get("power_draw_w")),
+            _number(gpu.get("temperature_c")),
+        )
         for gpu in report.get("gpus") or []
         if isinstance(gpu, dict) and isinstance(gpu.get("index"), int)
     ]
@@ -57,33 +57,13 @@ def record(session: Session, instance_id: str, report: dict[str, Any]) -> int:
     elif rows:
         # One executemany, not an ORM object per GPU: the ORM flushed eight single-row
         # INSERT ... RETURNING statements per report (PostgreSQL p99 at 100 reports/s: 106 ms).
-        session.connection().execute(_INSERT, rows)
+        session.connection().execute(
+            _INSERT, [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
+        )
     return len(rows)
 
 
 _DEFERRED = "brev.gpu_metrics.deferred_rows"
-# Core on the table: through the ORM's bulk INSERT (its per-row bookkeeping, for rows no one
-# reads back) the samples were a fifth of a one-report batch's CPU in the writer, profiled.
-_INSERT = insert(cast(Table, GpuSample.__table__))
-
-
-@contextmanager
-def deferred(session: Session) -> Iterator[None]:
-    """Within it, `record` collects rows; at its end one INSERT writes them all (a batch of
-    reports, brev.server.ingest)."""
-    rows: list[dict[str, Any]] = []
-    session.info[_DEFERRED] = rows
-    try:
-        yield
-    finally:
-        del session.info[_DEFERRED]
-    if rows and session.get_bind().dialect.name == "postgresql":
-        _copy(session, rows)
-        return
-    for start in range(0, len(rows), _CHUNK * 8):
-        session.connection().execute(_INSERT, rows[start : start + _CHUNK * 8])
-
-
 _COLUMNS = (
     "instance_id",
     "gpu_index",
@@ -93,9 +73,31 @@ _COLUMNS = (
     "power_w",
     "temperature_c",
 )
+_AT = _COLUMNS.index("at")
+_table = cast(Table, GpuSample.__table__)
+_INSERT = insert(_table)
+Sample = tuple[str, int, datetime, float | None, float | None, float | None, float | None]
 
 
-def _copy(session: Session, rows: list[dict[str, Any]]) -> None:
+@contextmanager
+def deferred(session: Session) -> Iterator[None]:
+    """Within it, `record` collects rows; at its end one statement writes them all (a batch
+    of reports, brev.server.ingest)."""
+    rows: list[Sample] = []
+    session.info[_DEFERRED] = rows
+    try:
+        yield
+    finally:
+        del session.info[_DEFERRED]
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        _copy(session, rows)
+    else:
+        _insert_sqlite(session, rows)
+
+
+def _copy(session: Session, rows: list[Sample]) -> None:
     """The rows in one COPY, in the session's transaction. An executemany is a statement per
     row on psycopg (its pipeline): a third of the report writer's CPU at 64 reports a batch,
     a fifth at 8 (measured in-process; COPY brought it to 0.59 and 0.87 ms a report from 0.88
@@ -104,7 +106,29 @@ def _copy(session: Session, rows: list[dict[str, Any]]) -> None:
     statement = f"COPY {GpuSample.__tablename__} ({', '.join(_COLUMNS)}) FROM STDIN"
     with driver.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
-            copy.write_row([row[column] for column in _COLUMNS])
+            copy.write_row(row)
+
+
+_INSERT_SQLITE = (
+    "INSERT INTO gpu_samples (instance_id, gpu_index, at, utilization_pct, memory_used_mib,"
+    " power_w, temperature_c) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _insert_sqlite(session: Session, rows: list[Sample]) -> None:
+    """The rows as one executemany of the driver's own statement: Core's building and type
+    processing of each row's parameters cost more than the insert. The report's one time is
+    bound as the `at` column would bind it, once for the report's GPUs, not once for each."""
+    connection = session.connection()
+    bind_at = _table.c.at.type.bind_processor(connection.dialect)
+    stored: dict[datetime, Any] = {}
+    params = []
+    for row in rows:
+        at = row[_AT]
+        if at not in stored:
+            stored[at] = bind_at(at) if bind_at else at
+        params.append((*row[:_AT], stored[at], *row[_AT + 1 :]))
+    connection.exec_driver_sql(_INSERT_SQLITE, params)
 
 
 def _collected_at(report: dict[str, Any]) -> datetime:
