@@ -162,7 +162,9 @@ class Target:
     name: str
     urls: list[str]
     agents: Agents
+    pids: list[int]  # its servers' processes, whose CPU is counted
     rates: list[float] = field(default_factory=list)  # reports/s of each round
+    cpu_ms: list[float] = field(default_factory=list)  # its servers' CPU per report, each round
     p50_ms: float = 0.0
     p99_ms: float = 0.0
 
@@ -243,13 +245,24 @@ def measure_rounds(targets: list[Target], rounds: int) -> None:
     for number in range(rounds):
         offset = number % len(targets)
         for target in targets[offset:] + targets[:offset]:
+            cpu, started = server_cpu_s(target), time.perf_counter()
             target.rates.append(saturate(target, SATURATE_S))
-            print(f"  round {number + 1}: {target.name}: {target.rates[-1]:.0f} reports/s")
+            reports = target.rates[-1] * (time.perf_counter() - started)
+            target.cpu_ms.append((server_cpu_s(target) - cpu) / reports * 1e3)
+            print(
+                f"  round {number + 1}: {target.name}: {target.rates[-1]:.0f} reports/s, "
+                f"{target.cpu_ms[-1]:.2f} ms of server CPU a report"
+            )
     for target in targets:
         latencies = paced(target, RATE, PACED_S)
         cuts = statistics.quantiles(latencies, n=100, method="inclusive")
         target.p50_ms, target.p99_ms = cuts[49], cuts[98]
         print(f"  paced {RATE:g}/s: {target.name}: p50 {cuts[49]:.1f} ms p99 {cuts[98]:.1f} ms")
+
+
+def server_cpu_s(target: Target) -> float:
+    """CPU seconds the target's server processes have used (PostgreSQL's not included)."""
+    return sum(proc_sample(pid)[1] for pid in target.pids)
 
 
 # -- the servers ----------------------------------------------------------------------------
@@ -323,10 +336,10 @@ def start_targets(
 
     key = Fernet.generate_key().decode()
     bare = stack.enter_context(bare_server(home))
-    targets = [Target("bare FastAPI", [bare.url], Agents([""] * AGENTS, report))]
+    targets = [Target("bare FastAPI", [bare.url], Agents([""] * AGENTS, report), [bare.pid])]
     sqlite = start_plane(stack, home / "sqlite", None, key)
     tokens = seed_agents(f"sqlite:///{home / 'sqlite' / 'brev.db'}")
-    targets.append(Target("plane, SQLite", [sqlite.url], Agents(tokens, report)))
+    targets.append(Target("plane, SQLite", [sqlite.url], Agents(tokens, report), [sqlite.pid]))
     bindir = pgcluster.postgres_bindir()
     if bindir is None:
         notes.append("PostgreSQL skipped: no initdb (apt-get install postgresql)")
@@ -336,8 +349,9 @@ def start_targets(
     second = start_plane(stack, home / "pg-b", url, key, replica_of=first)
     # One database and one set of agents: the seqs go on from one target to the other.
     agents = Agents(seed_agents(url), report)
-    targets.append(Target("plane, PostgreSQL", [first.url], agents))
-    targets.append(Target("2 replicas, PostgreSQL", [first.url, second.url], agents))
+    targets.append(Target("plane, PostgreSQL", [first.url], agents, [first.pid]))
+    both = [first.pid, second.pid]
+    targets.append(Target("2 replicas, PostgreSQL", [first.url, second.url], agents, both))
     return targets, sqlite
 
 
@@ -411,8 +425,8 @@ def report(targets: list[Target], report_bytes: int, rounds: int, notes: list[st
     bare = targets[0]
     one = next((t for t in targets if t.name == "plane, PostgreSQL"), None)
     print(
-        f"{'backend':<22}  {'reports/s':>9}  {'min-max':>11}  {'x bare':>6}  {'p50 ms':>6}  "
-        f"{'p99 ms':>6}  target (p99 < {TARGET_P99_MS:g} ms)"
+        f"{'backend':<22}  {'reports/s':>9}  {'min-max':>11}  {'x bare':>6}  {'CPU ms':>6}  "
+        f"{'p50 ms':>6}  {'p99 ms':>6}  target (p99 < {TARGET_P99_MS:g} ms)"
     )
     for t in targets:
         ratio = _median_ratio(t, bare)
@@ -431,13 +445,15 @@ def report(targets: list[Target], report_bytes: int, rounds: int, notes: list[st
                 f"{verdict(t.p99_ms < TARGET_P99_MS)}"
             )
         print(
-            f"{t.name:<22}  {t.per_s:>9.0f}  {spread:>11}  {ratio:>5.2f}x  {t.p50_ms:>6.1f}  "
-            f"{t.p99_ms:>6.1f}  {targets_met}".rstrip()
+            f"{t.name:<22}  {t.per_s:>9.0f}  {spread:>11}  {ratio:>5.2f}x  "
+            f"{statistics.median(t.cpu_ms):>6.2f}  {t.p50_ms:>6.1f}  {t.p99_ms:>6.1f}  "
+            f"{targets_met}".rstrip()
         )
     print()
     print("reports/s: the median of the rounds; x bare (and x one replica): the median of each")
-    print("round's ratio (same body, same run). latency: from each request's scheduled time at")
-    print("the paced rate, client included.")
+    print("round's ratio (same body, same run). CPU ms: the servers' CPU per report at")
+    print("saturation (median of the rounds; PostgreSQL's own not counted). latency: from each")
+    print("request's scheduled time at the paced rate, client included.")
 
 
 def _median_ratio(target: Target, base: Target) -> float:
