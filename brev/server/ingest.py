@@ -28,10 +28,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from brev import api
 from brev.server.auth import Principal, TokenRow, UserRow, check, hash_secret
 from brev.server.db import outage
-from brev.server.db.models import ApiToken, Node, User, utcnow
+from brev.server.db.models import ApiToken, Instance, Node, User, utcnow
 from brev.server.errors import Forbidden, ServiceError, Unauthenticated
 from brev.server.services import gpu_metrics
-from brev.server.services.routine_reports import RoutineBatch
+from brev.server.services.routine_reports import INSTANCE_COLUMNS, InstanceRow, RoutineBatch
 
 log = logging.getLogger("brev.server.ingest")
 
@@ -139,8 +139,8 @@ class ReportIngest:
         # not one more before the lock's query for the tokens' last use), the routine
         # reports' one UPDATE, and the batch's GPU samples in one INSERT.
         with self._sessions() as session, session.begin(), session.no_autoflush:
-            agents = _authenticate(session, [item.secret for item in batch])
-            routine, nodes = _lock_reporters(session, agents)
+            agents, instances = _authenticate(session, [item.secret for item in batch])
+            routine, nodes = _lock_reporters(session, agents, instances)
             with gpu_metrics.deferred(session):
                 for item, agent in zip(batch, agents, strict=True):
                     answers.append((item, _accept(session, agent, item.body, routine)))
@@ -158,18 +158,37 @@ class ReportIngest:
 # one-report batch's CPU in the writer, profiled).
 _tokens = cast(Table, ApiToken.__table__)
 _users = cast(Table, User.__table__)
+_instances = cast(Table, Instance.__table__)
 _TOKEN_COLUMNS = tuple(column.name for column in fields(TokenRow))
-_TOKENS = (
-    select(
-        _tokens.c.secret_hash,
-        *(_tokens.c[name] for name in _TOKEN_COLUMNS),
-        _users.c.id.label("user_id"),
-        _users.c.email.label("user_email"),
-        _users.c.disabled_at.label("user_disabled_at"),
-    )
-    .join(_users, _users.c.id == _tokens.c.user_id)
-    .where(_tokens.c.secret_hash.in_(bindparam("hashes", expanding=True)))
+_TOKEN_AND_USER = (
+    _tokens.c.secret_hash,
+    *(_tokens.c[name] for name in _TOKEN_COLUMNS),
+    _users.c.id.label("user_id"),
+    _users.c.email.label("user_email"),
+    _users.c.disabled_at.label("user_disabled_at"),
 )
+# Where each part of a row of _INSTANCE_TOKENS (and of _TOKENS, its first two parts) is.
+_TOKEN_AT = slice(1, 1 + len(_TOKEN_COLUMNS))
+_USER_AT = slice(_TOKEN_AT.stop, _TOKEN_AT.stop + 3)
+_INSTANCE_AT = slice(_USER_AT.stop, None)
+_BY_HASH = _tokens.c.secret_hash.in_(bindparam("hashes", expanding=True))
+# The tokens of instances' agents (nearly every report) with their users and their instances'
+# rows, in one statement: one round trip less a batch than a query for the tokens and then one
+# for the instances. The instances are locked until the commit (PostgreSQL; SQLite has one
+# writer), in id order: see _lock_reporters.
+_INSTANCE_TOKENS = (
+    select(*_TOKEN_AND_USER, *(column.label(f"i_{column.name}") for column in INSTANCE_COLUMNS))
+    .select_from(
+        _tokens.join(_users, _users.c.id == _tokens.c.user_id).join(
+            _instances, _instances.c.id == _tokens.c.instance_id
+        )
+    )
+    .where(_BY_HASH)
+    .order_by(_instances.c.id)
+    .with_for_update(of=_instances)
+)
+# Any other token a batch holds: a node's agent's, a user's (refused), none (refused).
+_TOKENS = select(*_TOKEN_AND_USER).join(_users, _users.c.id == _tokens.c.user_id).where(_BY_HASH)
 _MARK_USED = (
     update(_tokens)
     .where(_tokens.c.id == bindparam("token_id"))
@@ -230,35 +249,45 @@ def _accept(
 
 
 def _lock_reporters(
-    session: Session, agents: list[Principal | ServiceError]
+    session: Session,
+    agents: list[Principal | ServiceError],
+    instances: dict[str, InstanceRow],
 ) -> tuple[RoutineBatch, list[Node]]:
-    """The batch's instances and nodes, one query each, so that each report's lookup is a
-    dictionary's; locked until the commit (FOR UPDATE on PostgreSQL, in id order so that two
-    batches never wait for each other in a cycle; SQLite has one writer). A report that
-    reaches two replicas at once (an agent's re-send through the other while the first still
-    writes it) is then read by the second only after the first committed, and dropped as
-    seen: without the lock both wrote it, its samples and events twice. The nodes are held
-    for the batch: the identity map keeps objects only while referenced."""
+    """The batch's instances (read and locked with their tokens) and nodes, so that each
+    report's lookup is a dictionary's; locked until the commit (FOR UPDATE on PostgreSQL, in
+    id order so that two batches never wait for each other in a cycle; SQLite has one
+    writer). A report that reaches two replicas at once (an agent's re-send through the other
+    while the first still writes it) is then read by the second only after the first
+    committed, and dropped as seen: without the lock both wrote it, its samples and events
+    twice. The nodes are held for the batch: the identity map keeps objects only while
+    referenced."""
     principals = [a for a in agents if isinstance(a, Principal)]
     instance_ids = [a.token_instance_id for a in principals if a.token_instance_id]
     node_ids = sorted({a.token_node_id for a in principals if a.token_node_id})
-    routine = RoutineBatch.lock(session, instance_ids)
+    routine = RoutineBatch.of(instances, instance_ids)
     nodes = list(session.scalars(_LOCK_NODES, {"ids": node_ids})) if node_ids else []
     return routine, nodes
 
 
-def _authenticate(session: Session, secrets: list[str | None]) -> list[Principal | ServiceError]:
-    """brev.server.auth.authenticate for a whole batch, in one query; agent tokens only. The
-    tokens whose last use is due to move (once a minute) move in one UPDATE."""
+def _authenticate(
+    session: Session, secrets: list[str | None]
+) -> tuple[list[Principal | ServiceError], dict[str, InstanceRow]]:
+    """brev.server.auth.authenticate for a whole batch, agent tokens only; and the rows of the
+    instances whose agents' tokens they are, locked. One query when every token is an
+    instance agent's. The tokens whose last use is due to move (once a minute) move in one
+    UPDATE."""
     hashes = {s: hash_secret(s) for s in secrets if s}
-    rows = session.connection().execute(_TOKENS, {"hashes": sorted(set(hashes.values()))}).all()
-    by_hash = {
-        row.secret_hash: (
-            TokenRow(*(getattr(row, name) for name in _TOKEN_COLUMNS)),
-            UserRow(row.user_id, row.user_email, row.user_disabled_at),
-        )
-        for row in rows
-    }
+    unique = sorted(set(hashes.values()))
+    connection = session.connection()
+    by_hash: dict[str, tuple[TokenRow, UserRow]] = {}
+    instances: dict[str, InstanceRow] = {}
+    for row in connection.execute(_INSTANCE_TOKENS, {"hashes": unique}) if unique else []:
+        by_hash[row[0]] = (TokenRow(*row[_TOKEN_AT]), UserRow(*row[_USER_AT]))
+        instance = InstanceRow(*row[_INSTANCE_AT])
+        instances[instance.id] = instance
+    others = [h for h in unique if h not in by_hash]
+    for row in connection.execute(_TOKENS, {"hashes": others}) if others else []:
+        by_hash[row[0]] = (TokenRow(*row[_TOKEN_AT]), UserRow(*row[_USER_AT]))
     now = utcnow()
     used: dict[str, datetime] = {}
     result: list[Principal | ServiceError] = []
@@ -283,7 +312,5 @@ def _authenticate(session: Session, secrets: list[str | None]) -> list[Principal
             else:
                 result.append(agent)
     if used:
-        session.connection().execute(
-            _MARK_USED, [{"token_id": key, "at": at} for key, at in used.items()]
-        )
-    return result
+        connection.execute(_MARK_USED, [{"token_id": key, "at": at} for key, at in used.items()])
+    return result, instances

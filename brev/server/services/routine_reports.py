@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from datetime import datetime
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Row, Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm import Session
 
 from brev import api
@@ -27,25 +28,25 @@ from brev.server.services import gpu_metrics, report_seq
 from brev.server.services.agents import fault_events, idle_since, reported_host_keys
 
 _table = cast(Table, Instance.__table__)
-# What deciding and writing a routine report reads of its instance, locked until the commit
-# (FOR UPDATE on PostgreSQL, in id order so that two batches never wait on each other in a
-# cycle; see brev.server.ingest). Core on the table's columns: see brev.server.ingest.
-_ROWS = (
-    select(
-        _table.c.id,
-        _table.c.status,
-        _table.c.health,
-        _table.c.node_id,
-        _table.c.deleted_at,
-        _table.c.telemetry,
-        _table.c.last_report_seq,
-        _table.c.idle_since,
-        _table.c.host_keys,
-    )
-    .where(_table.c.id.in_(bindparam("ids", expanding=True)))
-    .order_by(_table.c.id)
-    .with_for_update()
-)
+
+
+class InstanceRow(NamedTuple):
+    """What deciding and writing a routine report reads of its instance: the columns of
+    INSTANCE_COLUMNS, in that order. Read with the batch's tokens and locked until the commit
+    (brev.server.ingest)."""
+
+    id: str
+    status: str
+    health: str
+    node_id: str | None
+    deleted_at: datetime | None
+    telemetry: dict[str, Any]
+    last_report_seq: int
+    idle_since: datetime | None
+    host_keys: str | None
+
+
+INSTANCE_COLUMNS = tuple(_table.c[name] for name in InstanceRow._fields)
 _WRITE = (
     update(_table)
     .where(_table.c.id == bindparam("row_id"))
@@ -63,16 +64,14 @@ _WRITE = (
 class RoutineBatch:
     """One batch's instance rows (locked) and the routine writes decided so far."""
 
-    rows: dict[str, Row[Any]]
+    rows: dict[str, InstanceRow]
     repeated: set[str]
     writes: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def lock(cls, session: Session, instance_ids: Sequence[str]) -> RoutineBatch:
-        """The rows of the batch's instances (each once), locked until the commit."""
-        unique = sorted(set(instance_ids))
-        found = session.connection().execute(_ROWS, {"ids": unique}) if unique else []
-        rows = {row.id: row for row in found}
+    def of(cls, rows: dict[str, InstanceRow], instance_ids: Sequence[str]) -> RoutineBatch:
+        """The batch of the reports of `instance_ids` (an instance twice when two requests of
+        the batch report it), from their instances' locked rows."""
         repeated = {key for key, count in Counter(instance_ids).items() if count > 1}
         return cls(rows, repeated)
 
@@ -115,7 +114,7 @@ class RoutineBatch:
             session.connection().execute(_WRITE, self.writes)
 
 
-def _plain_instance(row: Row[Any]) -> bool:
+def _plain_instance(row: InstanceRow) -> bool:
     """An instance whose routine report changes nothing but bookkeeping: not gone, not on a
     node, not booting (the first report makes it running), healthy already (else it becomes so)."""
     return (
