@@ -73,7 +73,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.sessions = make_sessionmaker(engine)
     app.state.metrics = Metrics(app.state.sessions)
     app.state.secrets = Secrets.for_home(settings.home)
-    app.state.ingest = ReportIngest(app.state.sessions, WRITERS.get(engine.dialect.name, 1))
+    writers = settings.report_writers or WRITERS.get(engine.dialect.name, 1)
+    app.state.ingest = ReportIngest(app.state.sessions, writers)
     use_overlay(settings.home / "catalog")  # offers refreshed by `brev catalog refresh`
     app.state.reconciler = Reconciler(
         app.state.sessions,

@@ -32,6 +32,8 @@ class ServerSettings:
     # Request bodies (brev.server.body_limit): most requests, and agents' report batches.
     max_body_bytes: int = 1024 * 1024
     max_report_body_bytes: int = 16 * 1024 * 1024
+    # Threads writing agents' reports (brev.server.ingest); 0: the database's default there.
+    report_writers: int = 0
     sweep_interval: float = 300.0
     # Registered nodes: where their agents reach this plane (default: the URL `brev nodes add`
     # called), how often they report, and how long an install waits for the first report.
@@ -72,6 +74,7 @@ class ServerSettings:
             max_report_body_bytes=int(
                 os.environ.get("BREV_MAX_REPORT_BODY_BYTES", str(16 * 1024 * 1024))
             ),
+            report_writers=_report_writers(os.environ.get("BREV_REPORT_WRITERS", "0")),
             sweep_interval=float(os.environ.get("BREV_SWEEP_INTERVAL", "300")),
             public_url=os.environ.get("BREV_PUBLIC_URL") or None,
             node_report_interval=float(os.environ.get("BREV_NODE_REPORT_INTERVAL", "10")),
@@ -93,3 +96,13 @@ def _boot_probe(value: str) -> str:
     if value not in PROBES:
         raise ValueError(f"BREV_BOOT_PROBE must be one of {', '.join(PROBES)}, not {value!r}")
     return value
+
+
+def _report_writers(value: str) -> int:
+    writers = int(value) if value.strip().isdigit() else -1
+    if writers < 0:
+        raise ValueError(
+            f"BREV_REPORT_WRITERS must be a whole number, 0 or more (0: the database's default, "
+            f"1 on SQLite, 2 on PostgreSQL), not {value!r}"
+        )
+    return writers
