@@ -126,6 +126,31 @@ def test_every_call_is_a_503_that_says_so_and_the_next_one_after_is_answered(
     assert INTERNAL_ERROR not in caplog.text
 
 
+def test_a_report_after_a_restart_the_writer_slept_through_is_answered(
+    outage_plane: Plane, cluster: PostgresCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A report writer keeps its connection from batch to batch (brev.server.ingest): one
+    that the database's restart ended is found out by the next batch, which is then written
+    on a new connection, not answered 503."""
+    plane = outage_plane
+    http = plane.http(plane.admin_token)
+    add_instances(plane.settings.database_url, "default", "admin@localhost", ["gpu-a"])
+    agent = plane.http(agent_token(http, "gpu-a"))
+
+    def report(seq: int) -> int:
+        body = {"reports": [{"seq": seq, "report": {"collected_at": "2026-12-03T00:00:00Z"}}]}
+        status: int = agent.post("/api/v1/agent/reports", json=body).status_code
+        return status
+
+    assert report(1) == 200  # the writer now holds a connection
+    with database_down(cluster):
+        pass  # no report meanwhile: the writer does not know
+    caplog.set_level(logging.INFO)
+    assert report(2) == 200
+    assert report(3) == 200
+    assert _tracebacks(caplog) == []
+
+
 def test_the_reconciler_backs_off_while_the_database_is_away(
     outage_plane: Plane,
     cluster: PostgresCluster,
