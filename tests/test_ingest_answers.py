@@ -29,7 +29,7 @@ class _CountingLoop:
 
 
 def test_a_batch_wakes_its_loop_once_and_each_request_gets_its_own_answer() -> None:
-    async def scenario() -> tuple[int, list[object]]:
+    async def scenario() -> tuple[int, list[Answer]]:
         counting = _CountingLoop(asyncio.get_running_loop())
         loop: Any = counting  # stands where the running loop stands
         items = [_Item("t", _BODY, loop, asyncio.get_running_loop().create_future()) for _ in "abc"]

@@ -73,7 +73,6 @@ _COLUMNS = (
     "power_w",
     "temperature_c",
 )
-_AT = _COLUMNS.index("at")
 _table = cast(Table, GpuSample.__table__)
 _INSERT = insert(_table)
 Sample = tuple[str, int, datetime, float | None, float | None, float | None, float | None]
@@ -124,10 +123,10 @@ def _insert_sqlite(session: Session, rows: list[Sample]) -> None:
     stored: dict[datetime, Any] = {}
     params = []
     for row in rows:
-        at = row[_AT]
+        instance_id, gpu_index, at, *figures = row
         if at not in stored:
             stored[at] = bind_at(at) if bind_at else at
-        params.append((*row[:_AT], stored[at], *row[_AT + 1 :]))
+        params.append((instance_id, gpu_index, stored[at], *figures))
     connection.exec_driver_sql(_INSERT_SQLITE, params)
 
 
