@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -53,8 +52,9 @@ from typing import TYPE_CHECKING, Any
 from brev import api
 
 if TYPE_CHECKING:  # mypy roots modules at the repository; see bench/harness.py
-    from bench import harness, loadgen, pgcluster
+    from bench import agent_footprint, harness, loadgen, pgcluster
 else:
+    import agent_footprint
     import harness
     import loadgen
     import pgcluster
@@ -283,7 +283,7 @@ def measure_rounds(targets: list[Target], rounds: int) -> None:
 
 def server_cpu_s(target: Target) -> float:
     """CPU seconds the target's server processes have used (PostgreSQL's not included)."""
-    return sum(proc_sample(pid)[1] for pid in target.pids)
+    return sum(agent_footprint.proc_sample(pid)[1] for pid in target.pids)
 
 
 # -- the servers ----------------------------------------------------------------------------
@@ -376,54 +376,6 @@ def start_targets(
     return targets, sqlite
 
 
-# -- the agent's footprint ------------------------------------------------------------------
-
-
-def proc_sample(pid: int) -> tuple[float, float, float]:
-    """RSS (MiB), own CPU s and waited-for children's CPU s of `pid`."""
-    rss_kib = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss_kib = int(line.split()[1])
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    own = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    children = (int(fields[13]) + int(fields[14])) / tick  # cutime, cstime
-    return rss_kib / 1024, own, children
-
-
-def footprint(plane: harness.Plane, token: str, home: Path) -> None:
-    env = harness.clean_environment(home / "agent")
-    env["PATH"] = f"{STUB_BIN}:{env.get('PATH', '')}"
-    argv = [str(harness.BREV), "agent", "run", "--url", plane.url, "--token", token]
-    log = home / "agent.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [*argv, "--interval", "1s"], env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-    try:
-        time.sleep(2.0)  # past start-up: imports, the first report
-        if process.poll() is not None:
-            raise harness.Abort(f"brev agent run exited: {log.read_text()}")
-        rss0, own0, kids0 = proc_sample(process.pid)
-        started = time.perf_counter()
-        rss_max = rss0
-        while time.perf_counter() - started < FOOTPRINT_S:
-            time.sleep(1.0)
-            rss_max = max(rss_max, proc_sample(process.pid)[0])
-        rss1, own1, kids1 = proc_sample(process.pid)
-        minutes = (time.perf_counter() - started) / 60
-    finally:
-        harness.stop_process(process)
-    with plane.http() as client:
-        shown = client.get(f"/api/v1/orgs/{ORG}/instances/gpu-0000").json()
-    print(
-        f"  agent: RSS {rss0:.1f} -> {rss1:.1f} MiB (max {rss_max:.1f}); CPU per minute "
-        f"{(own1 - own0) / minutes:.2f} s own + {(kids1 - kids0) / minutes:.2f} s nvidia-smi; "
-        f"instance health {shown.get('health')!r}"
-    )
-
-
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -509,7 +461,8 @@ def main() -> None:
             targets, sqlite = start_targets(stack, home, body, notes)
             measure_rounds(targets, arguments.rounds)
             if not arguments.no_footprint:
-                footprint(sqlite, targets[1].agents.tokens[0], home)
+                token = targets[1].agents.tokens[0]  # gpu-0000's
+                agent_footprint.measure(sqlite, token, home, STUB_BIN, FOOTPRINT_S, ORG)
         report(targets, len(body), arguments.rounds, notes)
     finally:
         shutil.rmtree(home, ignore_errors=True)
