@@ -129,9 +129,9 @@ def test_every_call_is_a_503_that_says_so_and_the_next_one_after_is_answered(
 def test_a_report_after_a_restart_the_writer_slept_through_is_answered(
     outage_plane: Plane, cluster: PostgresCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A report writer keeps its connection from batch to batch (brev.server.ingest): one
-    that the database's restart ended is found out by the next batch, which is then written
-    on a new connection, not answered 503."""
+    """A restart while the report writer is idle costs no report: the pool's ping finds the
+    connections it ended before the next batch uses one (brev.server.ingest). A writer that
+    kept its connection from batch to batch, tried this stop, must keep this true."""
     plane = outage_plane
     http = plane.http(plane.admin_token)
     add_instances(plane.settings.database_url, "default", "admin@localhost", ["gpu-a"])

@@ -150,8 +150,7 @@ def test_one_instance_twice_in_a_batch_is_stored_once_per_seq(plane: Plane) -> N
         ingest = ReportIngest(make_sessionmaker(engine))
         # One batch as the writer takes it (ingest's queue decides batches by timing).
         batch = [item(a, 2), item(b, 2), item(a, 3), item(a, 3)]
-        with engine.connect() as connection:
-            answers = [answer for _, answer in ingest._commit(batch, connection)]
+        answers = [answer for _, answer in ingest._commit(batch)]
     finally:
         engine.dispose()
         loop.close()

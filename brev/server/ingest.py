@@ -22,8 +22,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Connection, Engine, Table, bindparam, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from brev import api
@@ -97,13 +96,6 @@ class ReportIngest:
                     thread.start()
 
     def _run(self) -> None:
-        held = _HeldConnection(self._sessions)
-        try:
-            self._take_batches(held)
-        finally:
-            held.close()
-
-    def _take_batches(self, held: _HeldConnection) -> None:
         while True:
             first = self._queue.get()
             if first is None:
@@ -118,20 +110,15 @@ class ReportIngest:
                     self._queue.put(None)  # stop after this batch
                     break
                 batch.append(item)
-            _answer(self._answers(batch, held))
+            self._write(batch)
 
-    def _answers(
-        self, batch: list[_Item], held: _HeldConnection, retried: bool = False
-    ) -> list[tuple[_Item, Answer]]:
+    def _write(self, batch: list[_Item]) -> None:
+        _answer(self._answers(batch))
+
+    def _answers(self, batch: list[_Item]) -> list[tuple[_Item, Answer]]:
         try:
-            return self._commit(batch, held.connection())
+            return self._commit(batch)
         except Exception as error:
-            held.close()  # the next batch checks one out of the pool, pinged (PostgreSQL)
-            if not retried and isinstance(error, DBAPIError) and error.connection_invalidated:
-                # The held connection had gone (the database restarted since the last batch):
-                # what the pool's ping finds before a checkout. The reports are written again
-                # on a new one; a seq already stored is dropped as seen.
-                return self._answers(batch, held, retried=True)
             if outage.diagnose(error) is not None:
                 # Each request answers 503, and the outage is logged once there: not here too,
                 # with a traceback, for every batch while it lasts.
@@ -144,18 +131,14 @@ class ReportIngest:
             log.exception(
                 "a batch of %d report requests failed; writing them one by one", len(batch)
             )
-            return [answer for item in batch for answer in self._answers([item], held)]
+            return [answer for item in batch for answer in self._answers([item])]
 
-    def _commit(self, batch: list[_Item], connection: Connection) -> list[tuple[_Item, Answer]]:
+    def _commit(self, batch: list[_Item]) -> list[tuple[_Item, Answer]]:
         answers: list[tuple[_Item, Answer]] = []
         # One flush (an executemany per table) at the commit instead of two per report (and
         # not one more before the lock's query for the tokens' last use), the routine
         # reports' one UPDATE, and the batch's GPU samples in one INSERT.
-        with (
-            self._sessions(bind=connection) as session,
-            session.begin(),
-            session.no_autoflush,
-        ):
+        with self._sessions() as session, session.begin(), session.no_autoflush:
             agents, instances = _authenticate(session, [item.secret for item in batch])
             routine, nodes = _lock_reporters(session, agents, instances)
             with gpu_metrics.deferred(session):
@@ -164,27 +147,6 @@ class ReportIngest:
                 routine.write(session)
             del nodes
         return answers
-
-
-class _HeldConnection:
-    """A writer's connection, kept from one batch to the next while they succeed: checking
-    one out of the pool and back in for every batch, and pinging it on PostgreSQL (a round
-    trip), was about a tenth of the writer's samples in a profile on PostgreSQL."""
-
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._engine = cast(Engine, sessions.kw["bind"])
-        self._held: Connection | None = None
-
-    def connection(self) -> Connection:
-        if self._held is None:
-            self._held = self._engine.connect()
-        return self._held
-
-    def close(self) -> None:
-        if self._held is not None:
-            with contextlib.suppress(Exception):  # a connection that broke: nothing to keep
-                self._held.close()
-            self._held = None
 
 
 # The batch's queries, built once: building one (its IN, its cache key) cost about as much
