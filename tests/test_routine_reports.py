@@ -143,7 +143,7 @@ def test_one_instance_twice_in_a_batch_is_stored_once_per_seq(plane: Plane) -> N
 
     def item(token: str, seq: int) -> _Item:
         body = api.AgentReports(reports=[api.AgentReportIn(seq=seq, report=_report(seq))])
-        return _Item(token, body, loop, loop.create_future())
+        return _Item(token, body, loop.create_future())
 
     engine = make_engine(plane.settings.database_url)
     try:

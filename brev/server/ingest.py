@@ -44,8 +44,7 @@ MAX_BATCH = 256
 class _Item:
     secret: str | None
     body: api.AgentReports
-    loop: asyncio.AbstractEventLoop
-    done: asyncio.Future[api.AgentReportsAccepted]
+    done: asyncio.Future[api.AgentReportsAccepted]  # of the event loop that waits for it
 
 
 Answer = api.AgentReportsAccepted | BaseException
@@ -72,8 +71,7 @@ class ReportIngest:
         """One request's reports, queued for a writer; its answer, or its ServiceError, once
         the batch that holds them is committed."""
         self._start()
-        loop = asyncio.get_running_loop()
-        item = _Item(secret, body, loop, loop.create_future())
+        item = _Item(secret, body, asyncio.get_running_loop().create_future())
         self._queue.put(item)
         return await item.done
 
@@ -208,7 +206,7 @@ def _answer(answers: list[tuple[_Item, Answer]]) -> None:
     was a tenth of the writer's CPU)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Item, Answer]]] = {}
     for item, answer in answers:
-        by_loop.setdefault(item.loop, []).append((item, answer))
+        by_loop.setdefault(item.done.get_loop(), []).append((item, answer))
     for loop, settled in by_loop.items():
         # A closed loop: no one waits for these answers any more.
         with contextlib.suppress(RuntimeError):
