@@ -23,7 +23,7 @@ class _WakeUps:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.count = 0
         self._call = loop.call_soon_threadsafe
-        loop.call_soon_threadsafe = self._counted  # type: ignore[method-assign]
+        loop.call_soon_threadsafe = self._counted  # type: ignore[method-assign,assignment]
 
     def _counted(self, callback: Any, *args: Any) -> Any:
         self.count += 1
