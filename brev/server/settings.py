@@ -99,10 +99,9 @@ def _boot_probe(value: str) -> str:
 
 
 def _report_writers(value: str) -> int:
-    writers = int(value) if value.strip().isdigit() else -1
-    if writers < 0:
+    if not value.strip().isdigit():
         raise ValueError(
             f"BREV_REPORT_WRITERS must be a whole number, 0 or more (0: the database's default, "
             f"1 on SQLite, 2 on PostgreSQL), not {value!r}"
         )
-    return writers
+    return int(value)
