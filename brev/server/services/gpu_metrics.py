@@ -108,10 +108,9 @@ def _copy(session: Session, rows: list[Sample]) -> None:
             copy.write_row(row)
 
 
-_INSERT_SQLITE = (
-    "INSERT INTO gpu_samples (instance_id, gpu_index, at, utilization_pct, memory_used_mib,"
-    " power_w, temperature_c) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+_NAMES, _PLACES = ", ".join(_COLUMNS), ", ".join("?" * len(_COLUMNS))
+# The table's and columns' own names, no input: nothing to inject (S608).
+_INSERT_SQLITE = f"INSERT INTO {GpuSample.__tablename__} ({_NAMES}) VALUES ({_PLACES})"  # noqa: S608
 
 
 def _insert_sqlite(session: Session, rows: list[Sample]) -> None:
