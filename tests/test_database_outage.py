@@ -142,7 +142,7 @@ def test_a_report_after_a_restart_the_writer_slept_through_is_answered(
         status: int = agent.post("/api/v1/agent/reports", json=body).status_code
         return status
 
-    assert report(1) == 200  # the writer now holds a connection
+    assert report(1) == 200  # the pool now keeps a connection, which the restart ends
     with database_down(cluster):
         pass  # no report meanwhile: the writer does not know
     caplog.set_level(logging.INFO)
