@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pydantic_core
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +22,21 @@ POOL_OVERFLOW = 30
 # otherwise hold a request (and its thread) for the operating system's TCP timeout, minutes,
 # instead of answering 503 database_unavailable. `?connect_timeout=N` in the URL overrides it.
 CONNECT_TIMEOUT_S = 5
+
+
+def _json_text(value: Any) -> str:
+    # pydantic's encoder (and its decoder below) for JSON columns instead of the standard
+    # library's: an agent's report is stored as JSON and its last one read back on every
+    # report, and json.dumps and json.loads of it were a twentieth of a report's CPU (3.5 and
+    # 1.9 times slower). The text differs only in spacing and in an exponent's form (1e-7,
+    # not 1e-07): both parse to the same values.
+    return pydantic_core.to_json(value).decode()
+
+
+JSON_CODEC: dict[str, Any] = {
+    "json_serializer": _json_text,
+    "json_deserializer": pydantic_core.from_json,
+}
 
 
 class DatabaseUnavailable(BrevError):
@@ -62,6 +78,7 @@ def make_engine(database_url: str) -> Engine:
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=POOL_SIZE,
             max_overflow=POOL_OVERFLOW,
+            **JSON_CODEC,
         )
         event.listen(engine, "connect", _configure_sqlite)
         return engine
@@ -72,6 +89,7 @@ def make_engine(database_url: str) -> Engine:
         pool_size=POOL_SIZE,
         max_overflow=POOL_OVERFLOW,
         connect_args=connect_args,
+        **JSON_CODEC,
     )
 
 
