@@ -17,8 +17,11 @@ from brev.api import API_PREFIX
 
 # Node agents' long-polls wait up to 30 s holding no thread or connection (their short reads
 # run on threads of their own, brev.server.assignment_watch): counted here, 20 waiting agents
-# would shut everyone else out.
-NOT_ADMITTED = frozenset({f"{API_PREFIX}/agent/assignments"})
+# would shut everyone else out. Agents' reports hold neither either: they wait in the report
+# writer's queue (brev.server.ingest), whose own threads and connections write them. Counted,
+# a burst of reports filled every slot while a user's request waited behind them, each batch
+# held 20 reports at most, and taking a slot was a twentieth of a report's CPU.
+NOT_ADMITTED = frozenset({f"{API_PREFIX}/agent/assignments", f"{API_PREFIX}/agent/reports"})
 # The dashboard's event streams (brev.server.fleet_watch) stay open as long as a page does.
 NOT_ADMITTED_SUFFIX = "/watch"
 
