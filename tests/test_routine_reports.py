@@ -160,6 +160,54 @@ def test_one_instance_twice_in_a_batch_is_stored_once_per_seq(plane: Plane) -> N
     assert (_samples(plane, "gpu-a"), _samples(plane, "gpu-b")) == (6, 4)
 
 
+def test_a_batch_of_routine_reports_writes_each_instance_its_own_row(
+    plane: Plane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One UPDATE for the batch (on PostgreSQL over a VALUES list): each row gets its own
+    report, seq, pace and heartbeat, and idleness moves only where its GPUs became busy."""
+    names = ["gpu-a", "gpu-b", "gpu-c"]
+    add_instances(plane.settings.database_url, "default", "admin@localhost", names)
+    tokens = [_token(plane, name) for name in names]
+    for token in tokens:
+        _post(plane, token, 1, _report(1))
+    before = {name: _row(plane, name) for name in names}
+    _full_path_refused(monkeypatch)
+
+    loop = asyncio.new_event_loop()  # the items' answers go nowhere: _commit is called alone
+    reports = {"gpu-a": _report(2), "gpu-b": _report(3, utilization=80.0), "gpu-c": _report(4)}
+    seqs = {"gpu-a": 2, "gpu-b": 5, "gpu-c": 9}
+    paces = {"gpu-a": 5.0, "gpu-b": 6.5, "gpu-c": 30.0}
+    batch = [
+        _Item(
+            token,
+            api.AgentReports(
+                reports=[api.AgentReportIn(seq=seqs[name], report=reports[name])],
+                interval_seconds=paces[name],
+            ),
+            loop.create_future(),
+        )
+        for name, token in zip(names, tokens, strict=True)
+    ]
+    engine = make_engine(plane.settings.database_url)
+    try:
+        answers = [answer for _, answer in ReportIngest(make_sessionmaker(engine))._commit(batch)]
+    finally:
+        engine.dispose()
+        loop.close()
+    assert answers == [api.AgentReportsAccepted(accepted=1, last_seq=seqs[n]) for n in names]
+    for name in names:
+        row = _row(plane, name)
+        assert row.telemetry == reports[name], name
+        assert (row.last_report_seq, row.report_interval_seconds) == (seqs[name], paces[name])
+        previous = before[name].last_heartbeat_at
+        assert row.last_heartbeat_at is not None and previous is not None
+        assert row.last_heartbeat_at > previous, name
+        assert _samples(plane, name) == 4, name
+    assert _row(plane, "gpu-b").idle_since is None  # busy now
+    assert _row(plane, "gpu-a").idle_since == before["gpu-a"].idle_since
+    assert _row(plane, "gpu-c").idle_since == before["gpu-c"].idle_since
+
+
 def test_an_agent_tokens_last_use_is_recorded(plane: Plane) -> None:
     add_instances(plane.settings.database_url, "default", "admin@localhost", ["gpu-a"])
     token = _token(plane, "gpu-a")

@@ -13,6 +13,7 @@ instance reported twice in one batch (so that the two paths never hold two views
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,9 +21,11 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from brev import api
+from brev.server.db.engine import json_text
 from brev.server.db.models import Instance, utcnow
 from brev.server.services import gpu_metrics, report_seq
 from brev.server.services.agents import fault_events, idle_since, reported_host_keys
@@ -109,9 +112,54 @@ class RoutineBatch:
         return api.AgentReportsAccepted(accepted=len(fresh), last_seq=fresh[-1].seq)
 
     def write(self, session: Session) -> None:
-        """The routine reports' one UPDATE (an executemany), in the batch's transaction."""
-        if self.writes:  # Core, past the ORM: its bulk-by-key mode wants no WHERE
-            session.connection().execute(_WRITE, self.writes)
+        """The routine reports' one UPDATE, in the batch's transaction."""
+        if not self.writes:
+            return
+        connection = session.connection()
+        if connection.dialect.name != "postgresql":
+            # An executemany of Core's statement (past the ORM: its bulk-by-key mode wants no
+            # WHERE).
+            connection.execute(_WRITE, self.writes)
+            return
+        # One statement over a VALUES list: psycopg runs an executemany as a pipeline of one
+        # statement a row, whose Python side cost more than the write (in-process, 8 reports
+        # a batch: 0.67-0.69 ms of CPU a report with it, 0.62 with this). The rows are locked
+        # already (brev.server.ingest), and the times aware UTC, what UTCDateTime would bind.
+        parameters = tuple(
+            json_text(write[name]) if name == "new_telemetry" else write[name]
+            for write in self.writes
+            for name in _WRITTEN
+        )
+        connection.exec_driver_sql(_postgresql_write(len(self.writes)), parameters)
+
+
+# The parameters of _WRITE and the columns they go to, in the VALUES list's order.
+_WRITTEN = {
+    "row_id": _table.c.id,
+    "new_telemetry": _table.c.telemetry,
+    "new_seq": _table.c.last_report_seq,
+    "new_interval": _table.c.report_interval_seconds,
+    "new_heartbeat": _table.c.last_heartbeat_at,
+    "new_idle_since": _table.c.idle_since,
+}
+
+
+@functools.cache
+def _postgresql_write(rows: int) -> str:
+    """_WRITE for `rows` rows as one UPDATE ... FROM (VALUES ...) (psycopg's placeholders),
+    each value cast to its column's type. Built from the table's own names (no input), once
+    for each batch size (at most brev.server.ingest.MAX_BATCH)."""
+    dialect = postgresql.dialect()
+    one = ", ".join(f"%s::{column.type.compile(dialect)}" for column in _WRITTEN.values())
+    names = ", ".join(_WRITTEN)
+    changes = ", ".join(
+        f"{column.name} = v.{name}" for name, column in _WRITTEN.items() if name != "row_id"
+    )
+    rows_sql = ", ".join([f"({one})"] * rows)
+    return (
+        f"UPDATE {_table.name} SET {changes} FROM (VALUES {rows_sql}) AS v({names}) "  # noqa: S608
+        f"WHERE {_table.name}.{_table.c.id.name} = v.row_id"
+    )
 
 
 def _plain_instance(row: InstanceRow) -> bool:
