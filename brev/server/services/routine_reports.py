@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Dialect, Table, bindparam, update
 from sqlalchemy.orm import Session
 
 from brev import api
@@ -130,7 +129,8 @@ class RoutineBatch:
             for write in self.writes
             for name in _WRITTEN
         )
-        connection.exec_driver_sql(_postgresql_write(len(self.writes)), parameters)
+        statement = _postgresql_write(connection.dialect, len(self.writes))
+        connection.exec_driver_sql(statement, parameters)
 
 
 # The parameters of _WRITE and the columns they go to, in the VALUES list's order.
@@ -145,11 +145,10 @@ _WRITTEN = {
 
 
 @functools.cache
-def _postgresql_write(rows: int) -> str:
+def _postgresql_write(dialect: Dialect, rows: int) -> str:
     """_WRITE for `rows` rows as one UPDATE ... FROM (VALUES ...) (psycopg's placeholders),
     each value cast to its column's type. Built from the table's own names (no input), once
     for each batch size (at most brev.server.ingest.MAX_BATCH)."""
-    dialect = postgresql.dialect()
     one = ", ".join(f"%s::{column.type.compile(dialect)}" for column in _WRITTEN.values())
     names = ", ".join(_WRITTEN)
     changes = ", ".join(
