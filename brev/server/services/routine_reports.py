@@ -49,16 +49,20 @@ class InstanceRow(NamedTuple):
 
 
 INSTANCE_COLUMNS = tuple(_table.c[name] for name in InstanceRow._fields)
+# The parameters of _WRITE and the columns they set (the first, the row's id, picks the row);
+# on PostgreSQL also the VALUES list's columns, in this order.
+_WRITTEN = {
+    "row_id": _table.c.id,
+    "new_telemetry": _table.c.telemetry,
+    "new_seq": _table.c.last_report_seq,
+    "new_interval": _table.c.report_interval_seconds,
+    "new_heartbeat": _table.c.last_heartbeat_at,
+    "new_idle_since": _table.c.idle_since,
+}
 _WRITE = (
     update(_table)
     .where(_table.c.id == bindparam("row_id"))
-    .values(
-        telemetry=bindparam("new_telemetry"),
-        last_report_seq=bindparam("new_seq"),
-        report_interval_seconds=bindparam("new_interval"),
-        last_heartbeat_at=bindparam("new_heartbeat"),
-        idle_since=bindparam("new_idle_since"),
-    )
+    .values({c.name: bindparam(name) for name, c in _WRITTEN.items() if name != "row_id"})
 )
 
 
@@ -131,17 +135,6 @@ class RoutineBatch:
         )
         statement = _postgresql_write(connection.dialect, len(self.writes))
         connection.exec_driver_sql(statement, parameters)
-
-
-# The parameters of _WRITE and the columns they go to, in the VALUES list's order.
-_WRITTEN = {
-    "row_id": _table.c.id,
-    "new_telemetry": _table.c.telemetry,
-    "new_seq": _table.c.last_report_seq,
-    "new_interval": _table.c.report_interval_seconds,
-    "new_heartbeat": _table.c.last_heartbeat_at,
-    "new_idle_since": _table.c.idle_since,
-}
 
 
 @functools.cache
